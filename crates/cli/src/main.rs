@@ -1,0 +1,2 @@
+//! The `mkportable` command line.
+fn main() {}

@@ -1,0 +1,31 @@
+//! `mkportable-squash`: a reproducible SquashFS 4.0 writer.
+//!
+//! Build a [`Tree`] (by hand, or from host directories with [`Tree::from_sources`]
+//! and [`Tree::graft`]), pick [`Options`], and call [`write_image`]:
+//!
+//! ```no_run
+//! use mkportable_squash::{write_image, Options, Tree};
+//! let tree = Tree::from_sources(&["some/dir"], false).unwrap();
+//! let report = write_image(&tree, &Options::default(), "out.sqfs".as_ref()).unwrap();
+//! println!("{} bytes", report.bytes_written);
+//! ```
+//!
+//! The crate knows nothing of Nix, specs or portable services. It never lists
+//! directories or reads the clock while writing: the [`Tree`] says what goes in,
+//! [`Options`] says how, and the same inputs give the same bytes at any thread count.
+//!
+//! What it does not do: append to an existing image, read images, LZO/LZ4/LZMA1.
+#![deny(missing_docs)]
+
+mod compress;
+mod error;
+mod host;
+mod options;
+mod tree;
+mod writer;
+
+pub use compress::{BcjFilter, Compression, DictSize};
+pub use error::Error;
+pub use options::{parse_block_size, Options};
+pub use tree::{FileSource, InodeId, Kind, Metadata, Tree};
+pub use writer::{write_image, write_to, Report};

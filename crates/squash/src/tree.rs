@@ -1,0 +1,335 @@
+//! The [`Tree`]: the in-memory filesystem an image is written from.
+//!
+//! One inode per file; directories map names (bytes, sorted) to inodes, and a
+//! hard link is simply a second name for the same [`InodeId`]. A regular
+//! file's body is a [`FileSource`]: a host path read once by the writer, or
+//! inline bytes. Policy (all-root, root mode, time clamping) is applied by the
+//! writer, never baked in here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::Error;
+
+/// Identifies one inode of a [`Tree`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InodeId(pub(crate) u32);
+
+impl InodeId {
+    /// The position of this inode in [`Tree::inodes`] order.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Owner, permissions, time and extended attributes of an inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// Permission bits, including setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time in seconds since the epoch.
+    pub mtime: u32,
+    /// Extended attributes as (full name, value), sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Metadata {
+    /// Root-owned, time 0, no xattrs, with the given permission bits.
+    pub fn with_mode(mode: u16) -> Metadata {
+        Metadata { mode, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() }
+    }
+}
+
+/// Where a regular file's contents come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// A host file, read once while the image is written.
+    Host {
+        /// The host path.
+        path: PathBuf,
+        /// Whether the file occupies fewer blocks on disk than its size (it has holes).
+        sparse: bool,
+    },
+    /// Bytes held in memory (generated files).
+    Bytes(Arc<[u8]>),
+}
+
+/// What an inode is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory: entry names (no `/`, no NUL, not `.` or `..`) to inodes, sorted bytewise.
+    Dir(BTreeMap<Vec<u8>, InodeId>),
+    /// A regular file of `size` bytes.
+    File {
+        /// The contents.
+        source: FileSource,
+        /// The size in bytes; the writer fails if the source turns out to differ.
+        size: u64,
+    },
+    /// A symbolic link and its target (1 to 4095 bytes).
+    Symlink(Vec<u8>),
+    /// A character device; `rdev` as `st_rdev` (major and minor in glibc's encoding).
+    CharDev(u64),
+    /// A block device; `rdev` as `st_rdev`.
+    BlockDev(u64),
+    /// A named pipe.
+    Fifo,
+    /// A Unix socket.
+    Socket,
+}
+
+#[derive(Debug, Clone)]
+struct Inode {
+    kind: Kind,
+    meta: Metadata,
+}
+
+/// An in-memory directory tree, rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    inodes: Vec<Inode>,
+    /// (st_dev, st_ino) of grafted host files, to keep hard links together.
+    pub(crate) host_inodes: HashMap<(u64, u64), InodeId>,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Tree::new(Metadata::with_mode(0o755))
+    }
+}
+
+impl Tree {
+    /// A tree holding only an empty root directory with `root` metadata.
+    pub fn new(root: Metadata) -> Tree {
+        Tree {
+            inodes: vec![Inode { kind: Kind::Dir(BTreeMap::new()), meta: root }],
+            host_inodes: HashMap::new(),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> InodeId {
+        InodeId(0)
+    }
+
+    /// Number of inodes (hard links count once).
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// Always false: a tree has at least its root.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// What `id` is.
+    pub fn kind(&self, id: InodeId) -> &Kind {
+        &self.inodes[id.index()].kind
+    }
+
+    /// The metadata of `id`.
+    pub fn metadata(&self, id: InodeId) -> &Metadata {
+        &self.inodes[id.index()].meta
+    }
+
+    /// Replaces the metadata of `id`.
+    pub fn set_metadata(&mut self, id: InodeId, meta: Metadata) {
+        self.inodes[id.index()].meta = meta;
+    }
+
+    /// The entries of directory `id`, or `None` if it is not a directory.
+    pub fn entries(&self, id: InodeId) -> Option<&BTreeMap<Vec<u8>, InodeId>> {
+        match &self.inodes[id.index()].kind {
+            Kind::Dir(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// Finds the inode at `path` (absolute or relative to the root; `/` is the root).
+    pub fn lookup(&self, path: impl AsRef<Path>) -> Option<InodeId> {
+        let mut cur = self.root();
+        for comp in components(path.as_ref()) {
+            cur = *self.entries(cur)?.get(comp)?;
+        }
+        Some(cur)
+    }
+
+    /// Adds `name` with `kind` to directory `parent`.
+    ///
+    /// # Errors
+    ///
+    /// If `parent` is not a directory, `name` is not a valid file name, or `name` exists.
+    pub fn insert(
+        &mut self,
+        parent: InodeId,
+        name: &[u8],
+        kind: Kind,
+        meta: Metadata,
+    ) -> Result<InodeId, Error> {
+        check_kind(name, &kind)?;
+        let id = InodeId(u32::try_from(self.inodes.len()).map_err(|_| {
+            Error::Limit("more than 4294967295 inodes".to_string())
+        })?);
+        self.add_entry(parent, name, id)?;
+        self.inodes.push(Inode { kind, meta });
+        Ok(id)
+    }
+
+    /// Adds `name` to directory `parent` as another hard link to `target`.
+    ///
+    /// # Errors
+    ///
+    /// If `target` is a directory (directories cannot be hard-linked), or as [`Tree::insert`].
+    pub fn hard_link(&mut self, parent: InodeId, name: &[u8], target: InodeId) -> Result<(), Error> {
+        if matches!(self.kind(target), Kind::Dir(_)) {
+            return Err(tree_error(name, "directories cannot be hard-linked"));
+        }
+        self.add_entry(parent, name, target)
+    }
+
+    /// Inserts `kind` at `path`, creating missing parent directories with `dir_meta`.
+    ///
+    /// # Errors
+    ///
+    /// If a parent exists and is not a directory, or `path` exists.
+    pub fn insert_path(
+        &mut self,
+        path: impl AsRef<Path>,
+        kind: Kind,
+        meta: Metadata,
+        dir_meta: &Metadata,
+    ) -> Result<InodeId, Error> {
+        let path = path.as_ref();
+        let comps: Vec<&[u8]> = components(path).collect();
+        let Some((last, parents)) = comps.split_last() else {
+            return Err(tree_error(path.as_os_str().as_bytes(), "is the root"));
+        };
+        let parent = self.create_dirs_inner(parents, dir_meta)?;
+        self.insert(parent, last, kind, meta)
+    }
+
+    /// Creates the directory `path` and its missing parents with `meta` (like `mkdir -p`);
+    /// returns it. Existing directories are kept as they are.
+    ///
+    /// # Errors
+    ///
+    /// If a component exists and is not a directory.
+    pub fn create_dirs(&mut self, path: impl AsRef<Path>, meta: &Metadata) -> Result<InodeId, Error> {
+        let comps: Vec<&[u8]> = components(path.as_ref()).collect();
+        self.create_dirs_inner(&comps, meta)
+    }
+
+    fn create_dirs_inner(&mut self, comps: &[&[u8]], meta: &Metadata) -> Result<InodeId, Error> {
+        let mut cur = self.root();
+        for comp in comps {
+            let existing = self.entries(cur).and_then(|e| e.get(*comp)).copied();
+            cur = match existing {
+                Some(id) if matches!(self.kind(id), Kind::Dir(_)) => id,
+                Some(_) => return Err(tree_error(comp, "exists and is not a directory")),
+                None => self.insert(cur, comp, Kind::Dir(BTreeMap::new()), meta.clone())?,
+            };
+        }
+        Ok(cur)
+    }
+
+    fn add_entry(&mut self, parent: InodeId, name: &[u8], id: InodeId) -> Result<(), Error> {
+        check_name(name)?;
+        let Kind::Dir(entries) = &mut self.inodes[parent.index()].kind else {
+            return Err(tree_error(name, "parent is not a directory"));
+        };
+        if entries.contains_key(name) {
+            return Err(tree_error(name, "already exists"));
+        }
+        entries.insert(name.to_vec(), id);
+        Ok(())
+    }
+}
+
+/// The non-empty components of `path`, ignoring a leading `/`, `.` components and repeated slashes.
+pub(crate) fn components(path: &Path) -> impl Iterator<Item = &[u8]> {
+    path.as_os_str()
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
+fn check_name(name: &[u8]) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        "empty file name"
+    } else if name == b"." || name == b".." {
+        "`.` and `..` cannot be stored"
+    } else if name.contains(&b'/') || name.contains(&0) {
+        "file name contains `/` or NUL"
+    } else if name.len() > 256 {
+        "file name longer than 256 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(tree_error(name, reason))
+}
+
+fn check_kind(name: &[u8], kind: &Kind) -> Result<(), Error> {
+    match kind {
+        Kind::Symlink(target) if target.is_empty() || target.len() > 4095 => {
+            Err(tree_error(name, "symlink target must be 1 to 4095 bytes"))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn tree_error(name: &[u8], reason: &str) -> Error {
+    Error::Tree { path: OsStr::from_bytes(name).to_string_lossy().into_owned(), reason: reason.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(bytes: &[u8]) -> Kind {
+        Kind::File { source: FileSource::Bytes(bytes.into()), size: bytes.len() as u64 }
+    }
+
+    #[test]
+    fn insert_lookup_and_links() {
+        let mut t = Tree::default();
+        let m = Metadata::with_mode(0o644);
+        let d = Metadata::with_mode(0o755);
+        let f = t.insert_path("/a/b/c", file(b"x"), m.clone(), &d).unwrap();
+        assert_eq!(t.lookup("a/b/c"), Some(f));
+        assert_eq!(t.lookup("/a//b/./c"), Some(f));
+        let b = t.lookup("/a/b").unwrap();
+        t.hard_link(b, b"d", f).unwrap();
+        assert_eq!(t.lookup("/a/b/d"), Some(f));
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn rejects_bad_edits() {
+        let mut t = Tree::default();
+        let m = Metadata::with_mode(0o644);
+        let d = Metadata::with_mode(0o755);
+        let root = t.root();
+        for (name, want) in [
+            (&b""[..], "empty file name"),
+            (b"..", "`.` and `..` cannot be stored"),
+            (b"a/b", "file name contains `/` or NUL"),
+            (&[b'x'; 257][..], "file name longer than 256 bytes"),
+        ] {
+            let err = t.insert(root, name, file(b""), m.clone()).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+        t.insert(root, b"f", file(b""), m.clone()).unwrap();
+        assert!(t.insert(root, b"f", file(b""), m.clone()).unwrap_err().to_string().contains("already exists"));
+        assert!(t.insert_path("/f/g", file(b""), m.clone(), &d).unwrap_err().to_string().contains("not a directory"));
+        let dir = t.create_dirs("/dir", &d).unwrap();
+        assert!(t.hard_link(root, b"dl", dir).is_err());
+        assert!(t.insert(root, b"l", Kind::Symlink(vec![b'a'; 4096]), m).is_err());
+    }
+}

@@ -1,0 +1,2 @@
+//! `cargo xtask`: test suites against real oracles, benchmarks.
+fn main() {}
