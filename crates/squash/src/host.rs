@@ -1,2 +1,246 @@
-//! Building a [`Tree`] from host directories: `Tree::graft` and
-//! `Tree::from_sources` (mksquashfs's rules for several sources).
+//! Building a [`Tree`] from host directories: [`Tree::graft`] and
+//! [`Tree::from_sources`] (mksquashfs's rules for one or several sources).
+//!
+//! Only metadata is read here (lstat, readlink, xattr names and values); file
+//! bodies stay on the host as [`FileSource::Host`] until the writer reads them.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::tree::{components, tree_error};
+use crate::{Error, FileSource, InodeId, Kind, Metadata, Tree};
+
+/// The xattr namespaces SquashFS can store.
+const XATTR_PREFIXES: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
+
+impl Tree {
+    /// Builds a tree the way mksquashfs does from `SOURCE... DEST`.
+    ///
+    /// One directory source without `keep_as_directory`: its contents become the
+    /// root, and the root takes that directory's metadata. Several sources, a
+    /// non-directory source, or `keep_as_directory`: each source becomes an entry
+    /// of a new root named after its last component (a repeated name gets `_1`,
+    /// `_2`, … as in mksquashfs); that root has mode 0777, owner 0:0 and mtime
+    /// `root_time` (mksquashfs gives it the build time).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] naming the first source or file that cannot be inspected.
+    pub fn from_sources<P: AsRef<Path>>(
+        sources: &[P],
+        keep_as_directory: bool,
+        root_time: u32,
+    ) -> Result<Tree, Error> {
+        let sources: Vec<&Path> = sources.iter().map(AsRef::as_ref).collect();
+        if let [single] = sources[..] {
+            let meta = lstat(single)?;
+            if meta.is_dir() && !keep_as_directory {
+                let mut tree = Tree::new(metadata_of(single, &meta)?);
+                let root = tree.root();
+                tree.graft_children(root, single)?;
+                return Ok(tree);
+            }
+        }
+        let mut tree = Tree::new(Metadata { mode: 0o777, uid: 0, gid: 0, mtime: root_time, xattrs: Vec::new() });
+        let root = tree.root();
+        for source in sources {
+            let base = source_name(source)?;
+            let mut name = base.clone();
+            let mut n = 0;
+            while tree.entries(root).is_some_and(|e| e.contains_key(&name)) {
+                n += 1;
+                name = [&base[..], format!("_{n}").as_bytes()].concat();
+            }
+            tree.graft_entry(root, &name, source)?;
+        }
+        Ok(tree)
+    }
+
+    /// Adds the host file or directory tree at `host` to the image at `image_path`,
+    /// creating missing parents with `dir_meta`. Hard links inside everything
+    /// grafted into this tree stay hard links.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] for a host path that cannot be inspected; [`Error::Tree`]
+    /// if `image_path` is the root, exists, or has a non-directory parent.
+    pub fn graft(
+        &mut self,
+        image_path: impl AsRef<Path>,
+        host: impl AsRef<Path>,
+        dir_meta: &Metadata,
+    ) -> Result<InodeId, Error> {
+        let image_path = image_path.as_ref();
+        let comps: Vec<&[u8]> = components(image_path).collect();
+        let Some((name, parents)) = comps.split_last() else {
+            return Err(tree_error(b"/", "cannot graft over the root"));
+        };
+        let mut parent = self.root();
+        for comp in parents {
+            parent = match self.entries(parent).and_then(|e| e.get(*comp)).copied() {
+                Some(id) if self.entries(id).is_some() => id,
+                Some(_) => return Err(tree_error(comp, "exists and is not a directory")),
+                None => self.insert(parent, comp, Kind::Dir(BTreeMap::new()), dir_meta.clone())?,
+            };
+        }
+        self.graft_entry(parent, name, host.as_ref())
+    }
+
+    fn graft_entry(&mut self, parent: InodeId, name: &[u8], host: &Path) -> Result<InodeId, Error> {
+        let stat = lstat(host)?;
+        let meta = metadata_of(host, &stat)?;
+        let file_type = stat.file_type();
+        if file_type.is_dir() {
+            let id = self.insert(parent, name, Kind::Dir(BTreeMap::new()), meta)?;
+            self.graft_children(id, host)?;
+            return Ok(id);
+        }
+        let key = (stat.dev(), stat.ino());
+        if stat.nlink() > 1 {
+            if let Some(&existing) = self.host_inodes.get(&key) {
+                self.hard_link(parent, name, existing)?;
+                return Ok(existing);
+            }
+        }
+        let kind = if file_type.is_file() {
+            let sparse = stat.blocks().saturating_mul(512) < stat.size();
+            Kind::File { source: FileSource::Host { path: host.to_path_buf(), sparse }, size: stat.size() }
+        } else if file_type.is_symlink() {
+            let target = fs::read_link(host).map_err(|source| read_error(host, source))?;
+            Kind::Symlink(target.into_os_string().into_vec())
+        } else if file_type.is_char_device() {
+            Kind::CharDev(stat.rdev())
+        } else if file_type.is_block_device() {
+            Kind::BlockDev(stat.rdev())
+        } else if file_type.is_fifo() {
+            Kind::Fifo
+        } else {
+            Kind::Socket
+        };
+        let id = self.insert(parent, name, kind, meta)?;
+        if stat.nlink() > 1 {
+            self.host_inodes.insert(key, id);
+        }
+        Ok(id)
+    }
+
+    fn graft_children(&mut self, dir: InodeId, host: &Path) -> Result<(), Error> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(host).map_err(|source| read_error(host, source))? {
+            let entry = entry.map_err(|source| read_error(host, source))?;
+            names.push(entry.file_name());
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            self.graft_entry(dir, name.as_bytes(), &host.join(&name))?;
+        }
+        Ok(())
+    }
+}
+
+fn source_name(source: &Path) -> Result<Vec<u8>, Error> {
+    if let Some(name) = source.file_name() {
+        return Ok(name.as_bytes().to_vec());
+    }
+    // `.`, `..` or `/`: name it after what it resolves to, as mksquashfs does.
+    let resolved = fs::canonicalize(source).map_err(|source_err| read_error(source, source_err))?;
+    Ok(resolved.file_name().unwrap_or(OsStr::new("root")).as_bytes().to_vec())
+}
+
+fn lstat(path: &Path) -> Result<fs::Metadata, Error> {
+    fs::symlink_metadata(path).map_err(|source| read_error(path, source))
+}
+
+fn read_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Read { path: PathBuf::from(path), source }
+}
+
+fn metadata_of(path: &Path, stat: &fs::Metadata) -> Result<Metadata, Error> {
+    Ok(Metadata {
+        mode: (stat.mode() & 0o7777) as u16,
+        uid: stat.uid(),
+        gid: stat.gid(),
+        mtime: clamp_time(stat.mtime()),
+        xattrs: read_xattrs(path)?,
+    })
+}
+
+/// SquashFS stores unsigned 32-bit seconds: earlier times become 0, later ones the maximum.
+pub(crate) fn clamp_time(secs: i64) -> u32 {
+    secs.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// The storable xattrs of `path` (not following symlinks), sorted by name.
+fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        // Filesystems without xattr support simply have none.
+        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()),
+        Err(source) => return Err(read_error(path, source)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let bytes = name.as_bytes();
+        if !XATTR_PREFIXES.iter().any(|p| bytes.starts_with(p) && bytes.len() > p.len()) {
+            continue;
+        }
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => out.push((bytes.to_vec(), value)),
+            Ok(None) => {}
+            Err(source) => return Err(read_error(path, source)),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn sources_follow_mksquashfs_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        fs::create_dir_all(a.join("sub")).unwrap();
+        fs::write(a.join("f"), b"hello").unwrap();
+        fs::hard_link(a.join("f"), a.join("sub/g")).unwrap();
+        symlink("f", a.join("l")).unwrap();
+        let b = dir.path().join("b/a");
+        fs::create_dir_all(&b).unwrap();
+
+        let single = Tree::from_sources(&[&a], false, 7).unwrap();
+        let f = single.lookup("f").unwrap();
+        assert_eq!(single.lookup("sub/g"), Some(f), "hard link kept");
+        assert_eq!(single.kind(single.lookup("l").unwrap()), &Kind::Symlink(b"f".to_vec()));
+        assert_ne!(single.metadata(single.root()).mtime, 7);
+
+        let kept = Tree::from_sources(&[&a], true, 7).unwrap();
+        assert!(kept.lookup("a/sub/g").is_some());
+        assert_eq!(kept.metadata(kept.root()), &Metadata { mode: 0o777, uid: 0, gid: 0, mtime: 7, xattrs: vec![] });
+
+        let merged = Tree::from_sources(&[&a, &b], false, 0).unwrap();
+        assert!(merged.lookup("a/f").is_some());
+        assert!(merged.lookup("a_1").is_some());
+
+        let missing = Tree::from_sources(&[dir.path().join("nope")], false, 0).unwrap_err();
+        assert!(missing.to_string().contains("nope"), "{missing}");
+    }
+
+    #[test]
+    fn graft_creates_parents_and_refuses_overlaps() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("x"), b"x").unwrap();
+        let mut tree = Tree::default();
+        let d = Metadata::with_mode(0o755);
+        tree.graft("/nix/store/abc-x", dir.path().join("x"), &d).unwrap();
+        assert!(tree.lookup("/nix/store/abc-x").is_some());
+        assert!(tree.graft("/nix/store/abc-x", dir.path().join("x"), &d).is_err());
+        assert!(tree.graft("/nix/store/abc-x/y", dir.path().join("x"), &d).is_err());
+    }
+}

@@ -18,8 +18,11 @@
 #![deny(missing_docs)]
 
 mod compress;
+mod data;
 mod error;
 mod host;
+mod inodes;
+mod meta;
 mod options;
 mod tree;
 mod writer;

@@ -1,15 +1,30 @@
-//! The writer: [`write_image`] turns a [`Tree`] into a SquashFS 4.0 image.
+//! The writer: [`write_image`] turns a [`Tree`] into a SquashFS 4.0 image,
+//! atomically, and [`write_to`] does the same into any seekable sink.
+//!
+//! Order of work (§16 of the format notes): number the inodes (pre-order, root
+//! last, as mksquashfs), gather ids and xattr sets, write the data area in tree
+//! order, then the inode and directory tables in one post-order pass, then the
+//! fragment, export, id and xattr tables, pad to 4 KiB, and finally the superblock.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
-use crate::{Error, Options, Tree};
+use crate::compress::Compressor;
+use crate::data::{DataOptions, DataWriter};
+use crate::inodes::{put16, put32, put64, write_tables, InodeInfo};
+use crate::meta::{encode_block, lookup_table, MetaWriter, METADATA_SIZE};
+use crate::{Error, InodeId, Kind, Options, Tree};
+
+const INVALID: u64 = u64::MAX;
+const SUPERBLOCK_SIZE: usize = 96;
 
 /// What a write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// Inodes written.
     pub inodes: u64,
-    /// Regular files.
+    /// Regular files (hard links count once).
     pub files: u64,
     /// Bytes of file contents read.
     pub bytes_in: u64,
@@ -19,18 +34,479 @@ pub struct Report {
     pub dedup_saved: u64,
 }
 
-/// Writes `tree` to the image file `out`, atomically.
+/// Writes `tree` to the image file `out`.
+///
+/// The image is written to a temporary file beside `out` and renamed over it
+/// only when complete, so a failed or interrupted write leaves nothing behind
+/// and never touches an existing `out`.
+///
+/// # Errors
+///
+/// [`Error::OutputExists`] if `out` exists and [`Options::overwrite`] is off;
+/// [`Error::Read`] or [`Error::FileChanged`] for a source file; [`Error::Write`]
+/// for the output (missing directory, full disk); [`Error::InvalidOption`];
+/// [`Error::Interrupted`] when [`Options::cancel`] was set.
 pub fn write_image(tree: &Tree, options: &Options, out: &Path) -> Result<Report, Error> {
-    let _ = (tree, options, out);
-    unimplemented!()
+    let write_err = |source: io::Error| Error::Write { path: out.to_path_buf(), source };
+    if !options.overwrite && out.symlink_metadata().is_ok() {
+        return Err(Error::OutputExists { path: out.to_path_buf() });
+    }
+    // Check the settings before creating anything.
+    Compressor::new(&options.compression, check_block_size(options.block_size)?)?;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(write_err)?;
+    let (file, temp_path) = temp.into_parts();
+    let mut sink = BufWriter::with_capacity(1 << 20, file);
+    let report = write_inner(tree, options, &mut sink, out)?;
+    let file = sink.into_inner().map_err(|e| write_err(e.into_error()))?;
+    file.sync_all().map_err(write_err)?;
+    drop(file);
+    if options.overwrite {
+        temp_path.persist(out).map_err(|e| write_err(e.error))?;
+    } else {
+        temp_path.persist_noclobber(out).map_err(|e| {
+            if e.error.kind() == io::ErrorKind::AlreadyExists {
+                Error::OutputExists { path: out.to_path_buf() }
+            } else {
+                write_err(e.error)
+            }
+        })?;
+    }
+    Ok(report)
 }
 
-/// Writes `tree` as an image to `sink` (which must be empty and seekable).
-pub fn write_to<W: std::io::Write + std::io::Seek>(
-    tree: &Tree,
-    options: &Options,
-    sink: &mut W,
-) -> Result<Report, Error> {
-    let _ = (tree, options, sink);
-    unimplemented!()
+/// Writes `tree` as an image to `sink`, which must be positioned at its start.
+///
+/// # Errors
+///
+/// As [`write_image`], with [`Error::Write`] naming `<sink>`.
+pub fn write_to<W: Write + Seek>(tree: &Tree, options: &Options, sink: &mut W) -> Result<Report, Error> {
+    write_inner(tree, options, sink, Path::new("<sink>"))
+}
+
+fn check_block_size(block_size: u32) -> Result<u32, Error> {
+    if !(4096..=1 << 20).contains(&block_size) || !block_size.is_power_of_two() {
+        return Err(Error::InvalidOption {
+            option: format!("block size {block_size}"),
+            reason: "must be a power of two from 4K to 1M".to_string(),
+        });
+    }
+    Ok(block_size)
+}
+
+/// Per-inode facts gathered before writing.
+struct Prepared {
+    info: Vec<InodeInfo>,
+    /// Inodes in pre-order (the order file data is written in).
+    preorder: Vec<InodeId>,
+    ids: Vec<u32>,
+    xattr_sets: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
+    let n = tree.len();
+    let mut numbers = vec![0u32; n];
+    let mut preorder = Vec::with_capacity(n);
+    let mut nlink = vec![0u32; n];
+    // Pre-order numbering, root last, iteratively to survive deep trees.
+    let mut next = 1u32;
+    let mut stack: Vec<std::collections::btree_map::Iter<'_, Vec<u8>, InodeId>> =
+        vec![tree.entries(tree.root()).expect("the root is a directory").iter()];
+    while let Some(iter) = stack.last_mut() {
+        let Some((_, &child)) = iter.next() else {
+            stack.pop();
+            continue;
+        };
+        nlink[child.index()] += 1;
+        if numbers[child.index()] != 0 {
+            continue;
+        }
+        numbers[child.index()] = next;
+        next += 1;
+        preorder.push(child);
+        if let Some(entries) = tree.entries(child) {
+            stack.push(entries.iter());
+        }
+    }
+    numbers[0] = next;
+    preorder.push(tree.root());
+    debug_assert_eq!(next as usize, n);
+
+    let mut id_index: HashMap<u32, u16> = HashMap::new();
+    let mut ids = Vec::new();
+    let mut intern = |id: u32| -> Result<u16, Error> {
+        if let Some(&i) = id_index.get(&id) {
+            return Ok(i);
+        }
+        let i = u16::try_from(ids.len()).map_err(|_| Error::Limit("more than 65536 distinct uids and gids".into()))?;
+        id_index.insert(id, i);
+        ids.push(id);
+        Ok(i)
+    };
+    let mut set_index: HashMap<&[(Vec<u8>, Vec<u8>)], u32> = HashMap::new();
+    let mut xattr_sets = Vec::new();
+    let mut by_number: Vec<InodeId> = (0..n as u32).map(InodeId).collect();
+    by_number.sort_by_key(|id| numbers[id.index()]);
+    let mut info: Vec<Option<InodeInfo>> = vec![None; n];
+    for id in by_number {
+        let meta = tree.metadata(id);
+        let kind = tree.kind(id);
+        let uid = options.force_uid.unwrap_or(if options.all_root { 0 } else { meta.uid });
+        let gid = options.force_gid.unwrap_or(if options.all_root { 0 } else { meta.gid });
+        let mode = match options.root_mode {
+            Some(mode) if id == tree.root() => mode & 0o7777,
+            _ => meta.mode & 0o7777,
+        };
+        let mtime = match (options.all_time, options.clamp_mtime) {
+            (Some(t), _) => t,
+            (None, Some(limit)) => meta.mtime.min(limit),
+            (None, None) => meta.mtime,
+        };
+        if let Some((name, _)) = meta.xattrs.iter().find(|(name, _)| split_xattr_name(name).is_none()) {
+            return Err(Error::Tree {
+                path: String::from_utf8_lossy(name).into_owned(),
+                reason: "only user., trusted. and security. xattrs can be stored".to_string(),
+            });
+        }
+        let xattr = if options.xattrs && !meta.xattrs.is_empty() {
+            let next = xattr_sets.len() as u32;
+            let idx = *set_index.entry(&meta.xattrs[..]).or_insert(next);
+            if idx == next {
+                xattr_sets.push(meta.xattrs.clone());
+            }
+            Some(idx)
+        } else {
+            None
+        };
+        let links = match kind {
+            Kind::Dir(entries) => {
+                2 + entries.values().filter(|c| matches!(tree.kind(**c), Kind::Dir(_))).count() as u32
+            }
+            _ => nlink[id.index()],
+        };
+        let sparse_source = matches!(kind, Kind::File { source: crate::FileSource::Host { sparse: true, .. }, .. });
+        info[id.index()] = Some(InodeInfo {
+            number: numbers[id.index()],
+            nlink: links,
+            mode,
+            uid_idx: intern(uid)?,
+            gid_idx: intern(gid)?,
+            mtime,
+            xattr: InodeInfo::xattr_or_none(xattr),
+            data: None,
+            sparse_source,
+        });
+    }
+    let info = info.into_iter().map(|i| i.expect("every inode is reachable from the root")).collect();
+    Ok(Prepared { info, preorder, ids, xattr_sets })
+}
+
+fn write_inner<W: Write + Seek>(tree: &Tree, options: &Options, sink: &mut W, out: &Path) -> Result<Report, Error> {
+    let write_err = |source: io::Error| Error::Write { path: out.to_path_buf(), source };
+    let block_size = check_block_size(options.block_size)?;
+    let comp = Compressor::new(&options.compression, block_size)?;
+    let threads = if options.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        options.threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| write_err(io::Error::other(e)))?;
+    let mut prepared = prepare(tree, options)?;
+
+    // Superblock placeholder and compressor options.
+    let mut head = vec![0u8; SUPERBLOCK_SIZE];
+    let comp_options = comp.options_block();
+    if let Some(payload) = &comp_options {
+        head.extend_from_slice(&(payload.len() as u16 | 0x8000).to_le_bytes());
+        head.extend_from_slice(payload);
+    }
+    sink.write_all(&head).map_err(write_err)?;
+
+    // Data area, files in pre-order.
+    let data_opts = DataOptions {
+        block_size: block_size as usize,
+        fragments: options.fragments,
+        dedup: options.dedup,
+        cancel: options.cancel.as_deref(),
+    };
+    let mut data = DataWriter::new(&mut *sink, head.len() as u64, &comp, data_opts, &pool, out);
+    let mut n_files = 0u64;
+    for &id in &prepared.preorder {
+        if let Kind::File { source, size } = tree.kind(id) {
+            n_files += 1;
+            prepared.info[id.index()].data = Some(data.add_file(source, *size)?);
+        }
+    }
+    let (_, mut pos, files, fragments, bytes_in, dedup_saved) = data.finish()?;
+    if let Some(flag) = options.cancel.as_deref() {
+        if flag.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+    }
+
+    // Inode and directory tables.
+    let tables = write_tables(tree, &prepared.info, &files, block_size, &comp);
+    let mut emit = |bytes: &[u8], pos: &mut u64| -> Result<(), Error> {
+        sink.write_all(bytes).map_err(write_err)?;
+        *pos += bytes.len() as u64;
+        Ok(())
+    };
+    let inode_table_start = pos;
+    emit(&tables.inode_table, &mut pos)?;
+    let directory_table_start = pos;
+    emit(&tables.dir_table, &mut pos)?;
+
+    // Fragment table.
+    let fragment_table_start = if fragments.is_empty() {
+        pos
+    } else {
+        let mut records = Vec::with_capacity(fragments.len() * 16);
+        for f in &fragments {
+            put64(&mut records, f.start);
+            put32(&mut records, f.size);
+            put32(&mut records, 0);
+        }
+        let (bytes, index) = lookup_table(&comp, &records, pos);
+        emit(&bytes, &mut pos)?;
+        index
+    };
+
+    // Export table.
+    let lookup_table_start = if options.exports {
+        let mut records = Vec::with_capacity(tables.refs_by_number.len() * 8);
+        for r in &tables.refs_by_number {
+            put64(&mut records, *r);
+        }
+        let (bytes, index) = lookup_table(&comp, &records, pos);
+        emit(&bytes, &mut pos)?;
+        index
+    } else {
+        INVALID
+    };
+
+    // Id table.
+    let mut records = Vec::with_capacity(prepared.ids.len() * 4);
+    for id in &prepared.ids {
+        put32(&mut records, *id);
+    }
+    let (bytes, id_table_start) = lookup_table(&comp, &records, pos);
+    emit(&bytes, &mut pos)?;
+
+    // Xattrs: key/value stream, id-table blocks, header, index.
+    let xattr_id_table_start = if prepared.xattr_sets.is_empty() {
+        INVALID
+    } else {
+        let kv_start = pos;
+        let mut kv = MetaWriter::new(&comp);
+        let mut records = Vec::with_capacity(prepared.xattr_sets.len() * 16);
+        for set in &prepared.xattr_sets {
+            let at = kv.pos().to_ref();
+            let mut size = 0u32;
+            for (name, value) in set {
+                let (ty, suffix) = split_xattr_name(name).expect("checked in prepare");
+                let mut buf = Vec::with_capacity(8 + name.len() + value.len());
+                put16(&mut buf, ty);
+                put16(&mut buf, suffix.len() as u16);
+                buf.extend_from_slice(suffix);
+                put32(&mut buf, value.len() as u32);
+                buf.extend_from_slice(value);
+                kv.write(&buf);
+                size += (name.len() + 1 + value.len()) as u32;
+            }
+            put64(&mut records, at);
+            put32(&mut records, set.len() as u32);
+            put32(&mut records, size);
+        }
+        emit(&kv.finish(), &mut pos)?;
+        let mut blocks = Vec::new();
+        let mut index = Vec::new();
+        for chunk in records.chunks(METADATA_SIZE) {
+            index.push(pos + blocks.len() as u64);
+            encode_block(&comp, chunk, &mut blocks);
+        }
+        emit(&blocks, &mut pos)?;
+        let header_pos = pos;
+        let mut header = Vec::with_capacity(16 + index.len() * 8);
+        put64(&mut header, kv_start);
+        put32(&mut header, prepared.xattr_sets.len() as u32);
+        put32(&mut header, 0);
+        for p in index {
+            put64(&mut header, p);
+        }
+        emit(&header, &mut pos)?;
+        header_pos
+    };
+
+    let bytes_used = pos;
+    let padded = bytes_used.div_ceil(4096) * 4096;
+    emit(&vec![0u8; (padded - bytes_used) as usize], &mut pos)?;
+
+    let mut flags = 0u16;
+    if !options.fragments {
+        flags |= 0x0010;
+    }
+    if options.dedup {
+        flags |= 0x0040;
+    }
+    if options.exports {
+        flags |= 0x0080;
+    }
+    if !options.xattrs {
+        flags |= 0x0200;
+    }
+    if comp_options.is_some() {
+        flags |= 0x0400;
+    }
+    let mut sb = Vec::with_capacity(SUPERBLOCK_SIZE);
+    put32(&mut sb, 0x7371_7368);
+    put32(&mut sb, tree.len() as u32);
+    put32(&mut sb, options.mkfs_time);
+    put32(&mut sb, block_size);
+    put32(&mut sb, fragments.len() as u32);
+    put16(&mut sb, comp.id());
+    put16(&mut sb, block_size.trailing_zeros() as u16);
+    put16(&mut sb, flags);
+    put16(&mut sb, prepared.ids.len() as u16);
+    put16(&mut sb, 4);
+    put16(&mut sb, 0);
+    put64(&mut sb, tables.root_ref);
+    put64(&mut sb, bytes_used);
+    put64(&mut sb, id_table_start);
+    put64(&mut sb, xattr_id_table_start);
+    put64(&mut sb, inode_table_start);
+    put64(&mut sb, directory_table_start);
+    put64(&mut sb, fragment_table_start);
+    put64(&mut sb, lookup_table_start);
+    debug_assert_eq!(sb.len(), SUPERBLOCK_SIZE);
+    sink.seek(SeekFrom::Start(0)).map_err(write_err)?;
+    sink.write_all(&sb).map_err(write_err)?;
+    sink.seek(SeekFrom::Start(padded)).map_err(write_err)?;
+    sink.flush().map_err(write_err)?;
+
+    Ok(Report { inodes: tree.len() as u64, files: n_files, bytes_in, bytes_written: padded, dedup_saved })
+}
+
+/// Splits a full xattr name into its prefix id (0 user, 1 trusted, 2 security) and the rest.
+fn split_xattr_name(name: &[u8]) -> Option<(u16, &[u8])> {
+    [(0, &b"user."[..]), (1, b"trusted."), (2, b"security.")]
+        .into_iter()
+        .find_map(|(ty, prefix)| name.strip_prefix(prefix).filter(|rest| !rest.is_empty()).map(|rest| (ty, rest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compression, FileSource, Metadata};
+    use std::io::{Cursor, Read};
+
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+    }
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    /// Decodes the gzip metadata blocks of a table from `start` to `end`.
+    fn decode_meta(image: &[u8], start: usize, end: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < end {
+            let header = u16_at(image, at);
+            let len = usize::from(header & 0x7fff);
+            let payload = &image[at + 2..at + 2 + len];
+            if header & 0x8000 != 0 {
+                out.extend_from_slice(payload);
+            } else {
+                flate2::read::ZlibDecoder::new(payload).read_to_end(&mut out).unwrap();
+            }
+            at += 2 + len;
+        }
+        out
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let digits: String = s.split_whitespace().collect();
+        (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// The worked example of §17 of the format notes (mksquashfs 4.5.1 output):
+    /// the same superblock fields, the same uncompressed inode and directory tables.
+    #[test]
+    fn worked_example_matches_mksquashfs() {
+        let mut tree = Tree::new(Metadata::with_mode(0o755));
+        let root = tree.root();
+        tree.insert(root, b"dir", Kind::Dir(Default::default()), Metadata::with_mode(0o755)).unwrap();
+        let hello = b"Hello, SquashFS!\n";
+        let body = Kind::File { source: FileSource::Bytes(hello[..].into()), size: 17 };
+        tree.insert(root, b"hello.txt", body, Metadata::with_mode(0o644)).unwrap();
+        tree.insert(root, b"link", Kind::Symlink(b"hello.txt".to_vec()), Metadata::with_mode(0o777)).unwrap();
+        let options = Options {
+            compression: Compression::Gzip { level: 9 },
+            block_size: 4096,
+            xattrs: false,
+            exports: true,
+            all_time: Some(0),
+            ..Options::default()
+        };
+        for threads in [1, 2, 8] {
+            let mut cursor = Cursor::new(Vec::new());
+            let report = write_to(&tree, &Options { threads, ..options.clone() }, &mut cursor).unwrap();
+            let image = cursor.into_inner();
+            assert_eq!(report.bytes_written, 4096);
+            assert_eq!(image.len(), 4096);
+            assert_eq!(&image[..4], b"hsqs");
+            assert_eq!(u32_at(&image, 4), 4, "inode_count");
+            assert_eq!(u32_at(&image, 12), 4096);
+            assert_eq!(u32_at(&image, 16), 1, "fragment_count");
+            assert_eq!(u16_at(&image, 20), 1, "gzip");
+            assert_eq!(u16_at(&image, 22), 12);
+            assert_eq!(u16_at(&image, 24), 0x02c0, "flags");
+            assert_eq!(u16_at(&image, 26), 1, "id_count");
+            assert_eq!(u64_at(&image, 32), 0x61, "root_inode");
+            assert_eq!(u64_at(&image, 56), u64::MAX, "no xattrs");
+            // The fragment block holds the 17 bytes raw at 0x60.
+            assert_eq!(&image[0x60..0x71], hello);
+            let inode_start = u64_at(&image, 64) as usize;
+            let dir_start = u64_at(&image, 72) as usize;
+            let frag_index = u64_at(&image, 80) as usize;
+            assert_eq!(inode_start, 0x71);
+            let inodes = decode_meta(&image, inode_start, dir_start);
+            assert_eq!(
+                inodes,
+                hex("01 00 ed 01 00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 02 00 00 00 03 00 00 00 04 00 00 00
+                     02 00 a4 01 00 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 11 00 00 00
+                     03 00 ff 01 00 00 00 00 00 00 00 00 03 00 00 00 01 00 00 00 09 00 00 00 68 65 6c 6c 6f 2e 74 78
+                     74 01 00 ed 01 00 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 03 00 00 00 37 00 00 00 05 00 00
+                     00")
+            );
+            let frag_block = u64_at(&image, frag_index) as usize;
+            let dirs = decode_meta(&image, dir_start, frag_block);
+            assert_eq!(
+                dirs,
+                hex("02 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 01 00 02 00 64 69 72
+                     20 00 01 00 02 00 08 00 68 65 6c 6c 6f 2e 74 78 74
+                     40 00 02 00 03 00 03 00 6c 69 6e 6b")
+            );
+            let frags = decode_meta(&image, frag_block, frag_index);
+            assert_eq!(frags, hex("60 00 00 00 00 00 00 00 11 00 00 01 00 00 00 00"));
+            let bytes_used = u64_at(&image, 40) as usize;
+            let id_index = u64_at(&image, 48) as usize;
+            assert_eq!(id_index + 8, bytes_used, "the id index ends the image");
+            assert!(image[bytes_used..].iter().all(|b| *b == 0));
+        }
+    }
 }

@@ -1,0 +1,339 @@
+//! The data area: file contents cut into blocks, all-zero blocks turned into
+//! holes, small files packed into fragment blocks, identical files stored once,
+//! compression on a thread pool and writing strictly in tree order.
+//!
+//! Every file is hashed (blake3 of the whole content plus its length) before
+//! any of it is compressed, so a duplicate is never compressed at all. Blocks
+//! go through a bounded window: at most `window` blocks are held in memory,
+//! compressed in parallel, then written in submission order, so the bytes do
+//! not depend on the thread count.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use crate::compress::Compressor;
+use crate::{Error, FileSource};
+
+/// Size word bit: the block is stored uncompressed.
+pub(crate) const RAW_BIT: u32 = 1 << 24;
+/// `fragment` value of a file without a tail in a fragment block.
+pub(crate) const NO_FRAGMENT: u32 = u32::MAX;
+
+/// Where one stored file's contents are in the image.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FileData {
+    /// Absolute position of the first data block.
+    pub(crate) start: u64,
+    /// One size word per data block (0 = hole).
+    pub(crate) sizes: Vec<u32>,
+    /// (fragment index, offset in it), or `NO_FRAGMENT`.
+    pub(crate) fragment: (u32, u32),
+    /// Bytes stored as holes.
+    pub(crate) sparse_bytes: u64,
+}
+
+/// A fragment-table entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Fragment {
+    pub(crate) start: u64,
+    pub(crate) size: u32,
+}
+
+#[derive(Debug)]
+enum Dest {
+    Block { data: usize, block: usize },
+    Fragment(usize),
+}
+
+#[derive(Debug)]
+struct Job {
+    dest: Dest,
+    raw: Vec<u8>,
+    hole: bool,
+}
+
+/// Settings of the data area.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataOptions<'a> {
+    pub(crate) block_size: usize,
+    pub(crate) fragments: bool,
+    pub(crate) dedup: bool,
+    pub(crate) cancel: Option<&'a AtomicBool>,
+}
+
+/// Writes the data area to `sink`, starting at absolute position `pos`.
+#[derive(Debug)]
+pub(crate) struct DataWriter<'a, W: Write> {
+    sink: W,
+    pos: u64,
+    comp: &'a Compressor,
+    opts: DataOptions<'a>,
+    pool: &'a rayon::ThreadPool,
+    window: usize,
+    pending: Vec<Job>,
+    pub(crate) files: Vec<FileData>,
+    pub(crate) fragments: Vec<Fragment>,
+    open_fragment: Vec<u8>,
+    seen: HashMap<(u64, [u8; 32]), usize>,
+    pub(crate) bytes_in: u64,
+    pub(crate) dedup_saved: u64,
+    out_path: &'a Path,
+}
+
+impl<'a, W: Write> DataWriter<'a, W> {
+    pub(crate) fn new(
+        sink: W,
+        pos: u64,
+        comp: &'a Compressor,
+        opts: DataOptions<'a>,
+        pool: &'a rayon::ThreadPool,
+        out_path: &'a Path,
+    ) -> Self {
+        let window = (pool.current_num_threads() * 4).max(8);
+        DataWriter {
+            sink,
+            pos,
+            comp,
+            opts,
+            pool,
+            window,
+            pending: Vec::new(),
+            files: Vec::new(),
+            fragments: Vec::new(),
+            open_fragment: Vec::new(),
+            seen: HashMap::new(),
+            bytes_in: 0,
+            dedup_saved: 0,
+            out_path,
+        }
+    }
+
+    /// Stores one file's contents; returns the index of its [`FileData`]
+    /// (shared with an earlier identical file when deduplicating).
+    pub(crate) fn add_file(&mut self, source: &FileSource, size: u64) -> Result<usize, Error> {
+        self.check_cancel()?;
+        let bs = self.opts.block_size as u64;
+        if size == 0 {
+            self.files.push(FileData { fragment: (NO_FRAGMENT, 0), ..FileData::default() });
+            return Ok(self.files.len() - 1);
+        }
+        if size < bs {
+            let mut content = Vec::with_capacity(size as usize);
+            read_exact_size(source, size, |chunk| {
+                content.extend_from_slice(chunk);
+                Ok(())
+            })?;
+            self.bytes_in += size;
+            let key = (size, *blake3::hash(&content).as_bytes());
+            if let Some(idx) = self.lookup(key, size) {
+                return Ok(idx);
+            }
+            let data = self.files.len();
+            self.files.push(FileData { fragment: (NO_FRAGMENT, 0), ..FileData::default() });
+            if is_zero(&content) {
+                // As mksquashfs: an all-zero small file is one hole, no fragment.
+                self.files[data].sizes.push(0);
+                self.submit(Job { dest: Dest::Block { data, block: 0 }, raw: Vec::new(), hole: true })?;
+            } else if self.opts.fragments {
+                if self.open_fragment.len() + content.len() > self.opts.block_size {
+                    self.close_fragment()?;
+                }
+                let index = self.fragments.len() as u32;
+                self.files[data].fragment = (index, self.open_fragment.len() as u32);
+                self.open_fragment.extend_from_slice(&content);
+            } else {
+                self.files[data].sizes.push(0);
+                self.submit(Job { dest: Dest::Block { data, block: 0 }, raw: content, hole: false })?;
+            }
+            self.remember(key, data);
+            return Ok(data);
+        }
+
+        // Large file: hash first, so that a duplicate is never compressed.
+        let mut hasher = blake3::Hasher::new();
+        read_exact_size(source, size, |chunk| {
+            hasher.update(chunk);
+            Ok(())
+        })?;
+        self.bytes_in += size;
+        let key = (size, *hasher.finalize().as_bytes());
+        if let Some(idx) = self.lookup(key, size) {
+            return Ok(idx);
+        }
+        let data = self.files.len();
+        let n_blocks = size.div_ceil(bs) as usize;
+        self.files.push(FileData { sizes: vec![0; n_blocks], fragment: (NO_FRAGMENT, 0), ..FileData::default() });
+        let mut block = 0;
+        let mut buf = Vec::with_capacity(self.opts.block_size);
+        let mut rehash = blake3::Hasher::new();
+        let bs_usize = self.opts.block_size;
+        read_exact_size(source, size, |mut chunk| {
+            while !chunk.is_empty() {
+                let n = (bs_usize - buf.len()).min(chunk.len());
+                buf.extend_from_slice(&chunk[..n]);
+                chunk = &chunk[n..];
+                if buf.len() == bs_usize || (block as u64 * bs + buf.len() as u64) == size {
+                    rehash.update(&buf);
+                    let raw = std::mem::replace(&mut buf, Vec::with_capacity(bs_usize));
+                    let hole = is_zero(&raw);
+                    if hole {
+                        self.files[data].sparse_bytes += raw.len() as u64;
+                    }
+                    let raw = if hole { Vec::new() } else { raw };
+                    self.submit(Job { dest: Dest::Block { data, block }, raw, hole })?;
+                    block += 1;
+                }
+            }
+            Ok(())
+        })?;
+        if *rehash.finalize().as_bytes() != key.1 {
+            return Err(Error::FileChanged { path: source_path(source), expected: size, found: size });
+        }
+        self.remember(key, data);
+        Ok(data)
+    }
+
+    fn lookup(&mut self, key: (u64, [u8; 32]), size: u64) -> Option<usize> {
+        if !self.opts.dedup {
+            return None;
+        }
+        let idx = *self.seen.get(&key)?;
+        self.dedup_saved += size;
+        Some(idx)
+    }
+
+    fn remember(&mut self, key: (u64, [u8; 32]), data: usize) {
+        if self.opts.dedup {
+            self.seen.insert(key, data);
+        }
+    }
+
+    fn close_fragment(&mut self) -> Result<(), Error> {
+        if self.open_fragment.is_empty() {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.open_fragment);
+        let index = self.fragments.len();
+        self.fragments.push(Fragment::default());
+        self.submit(Job { dest: Dest::Fragment(index), raw, hole: false })
+    }
+
+    fn submit(&mut self, job: Job) -> Result<(), Error> {
+        self.pending.push(job);
+        if self.pending.len() >= self.window {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Compresses the pending blocks in parallel and writes them in order.
+    fn flush(&mut self) -> Result<(), Error> {
+        self.check_cancel()?;
+        let jobs = std::mem::take(&mut self.pending);
+        let comp = self.comp;
+        let packed: Vec<Option<Vec<u8>>> = self.pool.install(|| {
+            jobs.par_iter().map(|job| if job.hole { None } else { comp.compress_data(&job.raw) }).collect()
+        });
+        for (job, packed) in jobs.into_iter().zip(packed) {
+            let (bytes, word) = match (&packed, job.hole) {
+                (_, true) => (&[][..], 0),
+                (Some(p), false) => (&p[..], p.len() as u32),
+                (None, false) => (&job.raw[..], job.raw.len() as u32 | RAW_BIT),
+            };
+            match job.dest {
+                Dest::Block { data, block } => {
+                    if block == 0 {
+                        self.files[data].start = self.pos;
+                    }
+                    self.files[data].sizes[block] = word;
+                }
+                Dest::Fragment(index) => self.fragments[index] = Fragment { start: self.pos, size: word },
+            }
+            self.sink.write_all(bytes).map_err(|source| Error::Write { path: self.out_path.to_path_buf(), source })?;
+            self.pos += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn check_cancel(&self) -> Result<(), Error> {
+        match self.opts.cancel {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Interrupted),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes what is still pending; returns the sink and the end position.
+    pub(crate) fn finish(mut self) -> Result<(W, u64, Vec<FileData>, Vec<Fragment>, u64, u64), Error> {
+        self.close_fragment()?;
+        self.flush()?;
+        Ok((self.sink, self.pos, self.files, self.fragments, self.bytes_in, self.dedup_saved))
+    }
+}
+
+fn is_zero(bytes: &[u8]) -> bool {
+    let (words, rest) = bytes.as_chunks::<16>();
+    words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|b| *b == 0)
+}
+
+fn source_path(source: &FileSource) -> std::path::PathBuf {
+    match source {
+        FileSource::Host { path, .. } => path.clone(),
+        FileSource::Bytes(_) => "<generated>".into(),
+    }
+}
+
+/// Reads exactly `size` bytes of `source` in chunks, failing if it is shorter
+/// or longer than that (the file changed since the tree was built).
+fn read_exact_size(
+    source: &FileSource,
+    size: u64,
+    mut each: impl FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    match source {
+        FileSource::Bytes(bytes) => {
+            if bytes.len() as u64 != size {
+                return Err(Error::FileChanged { path: source_path(source), expected: size, found: bytes.len() as u64 });
+            }
+            for chunk in bytes.chunks(1 << 20) {
+                each(chunk)?;
+            }
+            Ok(())
+        }
+        FileSource::Host { path, .. } => {
+            let read_err = |source: io::Error| Error::Read { path: path.clone(), source };
+            let mut file = File::open(path).map_err(read_err)?;
+            let mut buf = vec![0u8; (1 << 20).min(size.max(1) as usize)];
+            let mut done = 0u64;
+            while done < size {
+                let want = buf.len().min((size - done) as usize);
+                let n = match file.read(&mut buf[..want]) {
+                    Ok(0) => {
+                        return Err(Error::FileChanged { path: path.clone(), expected: size, found: done });
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(read_err(e)),
+                };
+                each(&buf[..n])?;
+                done += n as u64;
+            }
+            let mut probe = [0u8; 1];
+            loop {
+                match file.read(&mut probe) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {
+                        let more = size + 1;
+                        return Err(Error::FileChanged { path: path.clone(), expected: size, found: more });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(read_err(e)),
+                }
+            }
+        }
+    }
+}
