@@ -179,12 +179,15 @@ impl<'a, W: Write> DataWriter<'a, W> {
                 chunk = &chunk[n..];
                 if buf.len() == bs_usize || (block as u64 * bs + buf.len() as u64) == size {
                     rehash.update(&buf);
-                    let raw = std::mem::replace(&mut buf, Vec::with_capacity(bs_usize));
-                    let hole = is_zero(&raw);
-                    if hole {
-                        self.files[data].sparse_bytes += raw.len() as u64;
-                    }
-                    let raw = if hole { Vec::new() } else { raw };
+                    let hole = is_zero(&buf);
+                    let raw = if hole {
+                        // Keep the buffer: zero blocks are common in sparse files.
+                        self.files[data].sparse_bytes += buf.len() as u64;
+                        buf.clear();
+                        Vec::new()
+                    } else {
+                        std::mem::replace(&mut buf, Vec::with_capacity(bs_usize))
+                    };
                     self.submit(Job { dest: Dest::Block { data, block }, raw, hole })?;
                     block += 1;
                 }

@@ -61,6 +61,7 @@ pub fn write_image(tree: &Tree, options: &Options, out: &Path) -> Result<Report,
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
         .map_err(write_err)?;
     let (file, temp_path) = temp.into_parts();
