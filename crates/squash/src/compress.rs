@@ -330,8 +330,8 @@ impl Compressor {
     /// # Errors
     ///
     /// [`Error::InvalidOption`] when a level is out of range or the xz
-    /// dictionary is not one the kernel accepts: from 8192 bytes to the block
-    /// size, and 2^n or 3·2^n bytes.
+    /// dictionary is not one the kernel accepts: 2^n or 3·2^n bytes, from
+    /// 8192 bytes (or exactly the block size) to the block size.
     pub(crate) fn new(compression: &Compression, block_size: u32) -> Result<Compressor, Error> {
         debug_assert!(block_size.is_power_of_two(), "block size {block_size}");
         let engine = match compression {
@@ -508,7 +508,7 @@ fn xz(input: &[u8], dict_size: u32, bcj: Option<BcjFilter>, limit: usize) -> Opt
     // differently. The kernel decodes only CRC32 or no check (liblzma's default
     // is CRC64).
     let mut encoder = Stream::new_stream_encoder(&chain, Check::Crc32)
-        .expect("the chain is valid: BCJ then LZMA2, dictionary from 4 KiB to 1 MiB");
+        .expect("BCJ then LZMA2 with a dictionary of at least 4 KiB (the smallest block) is valid");
     let mut output = Vec::with_capacity(limit.saturating_sub(1));
     loop {
         let consumed = encoder.total_in() as usize;
@@ -938,6 +938,8 @@ mod tests {
         );
         check("xz", 131072, 4, None);
         check("xz -Xdict-size 100%", 4096, 4, None);
+        // 4 KiB blocks with a filter: the only dictionary under 8192 written.
+        check("xz -Xbcj x86", 4096, 4, Some("00 10 00 00 01 00 00 00"));
         check("xz -Xdict-size 128K", 131072, 4, None);
         check(
             "xz -Xdict-size 64K",
@@ -1110,11 +1112,22 @@ mod tests {
                 output
             }
             Engine::Zstd { .. } => {
-                let mut decoder = zstd::bulk::Decompressor::new().unwrap();
+                // The streaming decoder, as in the kernel: the one-shot
+                // decoders do not check the window against `window_log_max`.
+                use std::io::Read;
+                let mut decoder = zstd::stream::read::Decoder::new(stream).unwrap();
                 decoder.window_log_max(max_window.trailing_zeros()).unwrap();
+                let mut output = Vec::new();
                 decoder
-                    .decompress(stream, 1 << 20)
-                    .expect("zstd frame within the window")
+                    .read_to_end(&mut output)
+                    .expect("zstd frame within the window");
+                let content_size = zstd::zstd_safe::get_frame_content_size(stream).unwrap();
+                assert_eq!(
+                    content_size,
+                    Some(output.len() as u64),
+                    "frame content size"
+                );
+                output
             }
             Engine::Xz { .. } => {
                 assert_eq!(stream[..6], [0xfd, b'7', b'z', b'X', b'Z', 0], "xz magic");
