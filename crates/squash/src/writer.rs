@@ -52,18 +52,20 @@ pub fn write_image(tree: &Tree, options: &Options, out: &Path) -> Result<Report,
         return Err(Error::OutputExists { path: out.to_path_buf() });
     }
     // Check the settings before creating anything.
-    Compressor::new(&options.compression, check_block_size(options.block_size)?)?;
+    options.validate()?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    std::fs::metadata(&dir).map_err(write_err)?;
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
-        .map_err(write_err)?;
+        // tempfile names its temporary file in errors; the user knows only `out`.
+        .map_err(|e| write_err(io::Error::from(e.kind())))?;
     let (file, temp_path) = temp.into_parts();
     let mut sink = BufWriter::with_capacity(1 << 20, file);
     let report = write_inner(tree, options, &mut sink, out)?;
@@ -91,6 +93,18 @@ pub fn write_image(tree: &Tree, options: &Options, out: &Path) -> Result<Report,
 /// As [`write_image`], with [`Error::Write`] naming `<sink>`.
 pub fn write_to<W: Write + Seek>(tree: &Tree, options: &Options, sink: &mut W) -> Result<Report, Error> {
     write_inner(tree, options, sink, Path::new("<sink>"))
+}
+
+impl Options {
+    /// Checks the block size and the compressor settings against each other
+    /// without writing anything, so a caller can fail before walking its sources.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] saying what is wrong.
+    pub fn validate(&self) -> Result<(), Error> {
+        Compressor::new(&self.compression, check_block_size(self.block_size)?).map(drop)
+    }
 }
 
 fn check_block_size(block_size: u32) -> Result<u32, Error> {
