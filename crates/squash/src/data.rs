@@ -2,13 +2,15 @@
 //! holes, small files packed into fragment blocks, identical files stored once,
 //! compression on a thread pool and writing strictly in tree order.
 //!
-//! Every file is hashed (blake3 of the whole content plus its length) before
-//! any of it is compressed, so a duplicate is never compressed at all. Blocks
+//! Files are deduplicated on blake3 of the whole content plus the length. A file
+//! that may be a duplicate (one of the same size was stored before) is hashed
+//! before any of it is compressed, so a duplicate is never compressed; every
+//! other file is read once and hashed while it is compressed. Blocks
 //! go through a bounded window: at most `window` blocks are held in memory,
 //! compressed in parallel, then written in submission order, so the bytes do
 //! not depend on the thread count.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -80,6 +82,8 @@ pub(crate) struct DataWriter<'a, W: Write> {
     pub(crate) fragments: Vec<Fragment>,
     open_fragment: Vec<u8>,
     seen: HashMap<(u64, [u8; 32]), usize>,
+    /// Sizes of the large files stored so far: only these can have a duplicate.
+    sizes_seen: HashSet<u64>,
     pub(crate) bytes_in: u64,
     pub(crate) dedup_saved: u64,
     out_path: &'a Path,
@@ -107,6 +111,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
             fragments: Vec::new(),
             open_fragment: Vec::new(),
             seen: HashMap::new(),
+            sizes_seen: HashSet::new(),
             bytes_in: 0,
             dedup_saved: 0,
             out_path,
@@ -154,17 +159,26 @@ impl<'a, W: Write> DataWriter<'a, W> {
             return Ok(data);
         }
 
-        // Large file: hash first, so that a duplicate is never compressed.
-        let mut hasher = blake3::Hasher::new();
-        read_exact_size(source, size, |chunk| {
-            hasher.update(chunk);
-            Ok(())
-        })?;
+        // Large file. Only a file whose size was seen before can be a duplicate:
+        // hash it first, so that a duplicate is never compressed. Any other file
+        // is read once, hashed while it is compressed.
+        let expected = if self.opts.dedup && self.sizes_seen.contains(&size) {
+            let mut hasher = blake3::Hasher::new();
+            read_exact_size(source, size, |chunk| {
+                hasher.update(chunk);
+                Ok(())
+            })?;
+            let key = (size, *hasher.finalize().as_bytes());
+            if let Some(idx) = self.lookup(key, size) {
+                self.bytes_in += size;
+                return Ok(idx);
+            }
+            Some(key.1)
+        } else {
+            None
+        };
+        self.sizes_seen.insert(size);
         self.bytes_in += size;
-        let key = (size, *hasher.finalize().as_bytes());
-        if let Some(idx) = self.lookup(key, size) {
-            return Ok(idx);
-        }
         let data = self.files.len();
         let n_blocks = size.div_ceil(bs) as usize;
         self.files.push(FileData { sizes: vec![0; n_blocks], fragment: (NO_FRAGMENT, 0), ..FileData::default() });
@@ -194,10 +208,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
             }
             Ok(())
         })?;
-        if *rehash.finalize().as_bytes() != key.1 {
+        let hash = *rehash.finalize().as_bytes();
+        if expected.is_some_and(|expected| expected != hash) {
             return Err(Error::FileChanged { path: source_path(source), expected: size, found: size });
         }
-        self.remember(key, data);
+        self.remember((size, hash), data);
         Ok(data)
     }
 

@@ -17,13 +17,13 @@ pub enum Error {
         source: io::Error,
     },
     /// A host file changed size while it was being packed.
-    #[error("`{}` changed while it was read (expected {expected} bytes, found {found})", path.display())]
+    #[error("`{}` changed while it was read (it had {expected} bytes when listed)", path.display())]
     FileChanged {
         /// The host path.
         path: PathBuf,
         /// The size seen when the tree was built.
         expected: u64,
-        /// The size seen while reading.
+        /// The bytes found while reading (at least this many; equal to `expected` when the contents changed).
         found: u64,
     },
     /// Writing the image failed.
