@@ -8,15 +8,17 @@
 //! other file is read once and hashed while it is compressed. Blocks
 //! go through a bounded window: at most `window` blocks are held in memory,
 //! compressed in parallel, then written in submission order, so the bytes do
-//! not depend on the thread count.
+//! not depend on the thread count. Compression overlaps with reading: a block
+//! goes to the pool as soon as it is read, and the writer waits only for the
+//! oldest block once the window is full.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
-use rayon::prelude::*;
 
 use crate::compress::Compressor;
 use crate::{Error, FileSource};
@@ -52,6 +54,13 @@ enum Dest {
     Fragment(usize),
 }
 
+/// A block on its way to the image: compressed already, or still on the pool.
+#[derive(Debug)]
+enum Pending {
+    Ready { raw: Vec<u8>, packed: Option<Vec<u8>> },
+    Running(mpsc::Receiver<(Vec<u8>, Option<Vec<u8>>)>),
+}
+
 #[derive(Debug)]
 struct Job {
     dest: Dest,
@@ -73,11 +82,11 @@ pub(crate) struct DataOptions<'a> {
 pub(crate) struct DataWriter<'a, W: Write> {
     sink: W,
     pos: u64,
-    comp: &'a Compressor,
+    comp: Arc<Compressor>,
     opts: DataOptions<'a>,
     pool: &'a rayon::ThreadPool,
     window: usize,
-    pending: Vec<Job>,
+    pending: VecDeque<(Dest, bool, Pending)>,
     pub(crate) files: Vec<FileData>,
     pub(crate) fragments: Vec<Fragment>,
     open_fragment: Vec<u8>,
@@ -102,11 +111,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
         DataWriter {
             sink,
             pos,
-            comp,
+            comp: Arc::new(comp.clone()),
             opts,
             pool,
             window,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             files: Vec::new(),
             fragments: Vec::new(),
             open_fragment: Vec::new(),
@@ -241,40 +250,60 @@ impl<'a, W: Write> DataWriter<'a, W> {
         self.submit(Job { dest: Dest::Fragment(index), raw, hole: false })
     }
 
+    /// Hands a block to the pool at once (reading goes on meanwhile) and writes
+    /// the oldest blocks, in submission order, once more than `window` are in flight.
     fn submit(&mut self, job: Job) -> Result<(), Error> {
-        self.pending.push(job);
-        if self.pending.len() >= self.window {
-            self.flush()?;
+        let result = if job.hole {
+            Pending::Ready { raw: Vec::new(), packed: None }
+        } else {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let comp = Arc::clone(&self.comp);
+            let raw = job.raw;
+            self.pool.spawn(move || {
+                let packed = comp.compress_data(&raw);
+                // The receiver is gone only when the write was abandoned.
+                let _ = tx.send((raw, packed));
+            });
+            Pending::Running(rx)
+        };
+        self.pending.push_back((job.dest, job.hole, result));
+        while self.pending.len() > self.window {
+            self.write_oldest()?;
         }
         Ok(())
     }
 
-    /// Compresses the pending blocks in parallel and writes them in order.
+    /// Waits for every block in flight and writes them in order.
     fn flush(&mut self) -> Result<(), Error> {
-        self.check_cancel()?;
-        let jobs = std::mem::take(&mut self.pending);
-        let comp = self.comp;
-        let packed: Vec<Option<Vec<u8>>> = self.pool.install(|| {
-            jobs.par_iter().map(|job| if job.hole { None } else { comp.compress_data(&job.raw) }).collect()
-        });
-        for (job, packed) in jobs.into_iter().zip(packed) {
-            let (bytes, word) = match (&packed, job.hole) {
-                (_, true) => (&[][..], 0),
-                (Some(p), false) => (&p[..], p.len() as u32),
-                (None, false) => (&job.raw[..], job.raw.len() as u32 | RAW_BIT),
-            };
-            match job.dest {
-                Dest::Block { data, block } => {
-                    if block == 0 {
-                        self.files[data].start = self.pos;
-                    }
-                    self.files[data].sizes[block] = word;
-                }
-                Dest::Fragment(index) => self.fragments[index] = Fragment { start: self.pos, size: word },
-            }
-            self.sink.write_all(bytes).map_err(|source| Error::Write { path: self.out_path.to_path_buf(), source })?;
-            self.pos += bytes.len() as u64;
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
         }
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> Result<(), Error> {
+        self.check_cancel()?;
+        let Some((dest, hole, result)) = self.pending.pop_front() else { return Ok(()) };
+        let (raw, packed) = match result {
+            Pending::Ready { raw, packed } => (raw, packed),
+            Pending::Running(rx) => rx.recv().expect("a compression job panicked"),
+        };
+        let (bytes, word) = match (&packed, hole) {
+            (_, true) => (&[][..], 0),
+            (Some(p), false) => (&p[..], p.len() as u32),
+            (None, false) => (&raw[..], raw.len() as u32 | RAW_BIT),
+        };
+        match dest {
+            Dest::Block { data, block } => {
+                if block == 0 {
+                    self.files[data].start = self.pos;
+                }
+                self.files[data].sizes[block] = word;
+            }
+            Dest::Fragment(index) => self.fragments[index] = Fragment { start: self.pos, size: word },
+        }
+        self.sink.write_all(bytes).map_err(|source| Error::Write { path: self.out_path.to_path_buf(), source })?;
+        self.pos += bytes.len() as u64;
         Ok(())
     }
 
