@@ -85,12 +85,24 @@ pub enum Error {
 }
 
 /// The mount points the seed creates (all empty directories, mode 755).
-const MOUNT_POINTS: [&str; 9] =
-    ["/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/var/lib", "/var/cache", "/var/log"];
+const MOUNT_POINTS: [&str; 9] = [
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/tmp",
+    "/var/tmp",
+    "/var/lib",
+    "/var/cache",
+    "/var/log",
+];
 
 /// Unit settings whose directories must exist in the read-only image.
-const UNIT_DIRECTORIES: [(&str, &str); 3] =
-    [("StateDirectory", "/var/lib"), ("CacheDirectory", "/var/cache"), ("LogsDirectory", "/var/log")];
+const UNIT_DIRECTORIES: [(&str, &str); 3] = [
+    ("StateDirectory", "/var/lib"),
+    ("CacheDirectory", "/var/cache"),
+    ("LogsDirectory", "/var/log"),
+];
 
 /// The store paths whose closure goes into the image: the spec's store-path
 /// contents, the store paths its unit files mention (`ExecStart=/nix/store/…`),
@@ -109,7 +121,10 @@ pub fn roots(spec: &Spec) -> Result<Vec<StorePath>, Error> {
         }
     }
     for unit in &spec.units {
-        let text = fs::read(&unit.source).map_err(|source| Error::ReadUnit { path: unit.source.clone(), source })?;
+        let text = fs::read(&unit.source).map_err(|source| Error::ReadUnit {
+            path: unit.source.clone(),
+            source,
+        })?;
         roots.extend(scan_store_paths(&text, &store_dir));
     }
     for link in &spec.symlinks {
@@ -139,33 +154,53 @@ pub fn rootfs(spec: &Spec, closure: &Closure) -> Result<Tree, Error> {
     };
 
     for mount_point in MOUNT_POINTS {
-        tree.create_dirs(mount_point, &dir).map_err(place(Path::new(mount_point)))?;
+        tree.create_dirs(mount_point, &dir)
+            .map_err(place(Path::new(mount_point)))?;
     }
     let units_dir = Path::new("/etc/systemd/system");
-    tree.create_dirs(units_dir, &dir).map_err(place(units_dir))?;
+    tree.create_dirs(units_dir, &dir)
+        .map_err(place(units_dir))?;
     for (path, body) in [
         ("/etc/resolv.conf", Vec::new()),
         ("/etc/machine-id", Vec::new()),
-        ("/etc/os-release", mkportable_spec::os_release::render(spec).into_bytes()),
+        (
+            "/etc/os-release",
+            mkportable_spec::os_release::render(spec).into_bytes(),
+        ),
     ] {
-        tree.insert_path(path, inline(body), file.clone(), &dir).map_err(place(Path::new(path)))?;
+        tree.insert_path(path, inline(body), file.clone(), &dir)
+            .map_err(place(Path::new(path)))?;
     }
 
     let mut unit_dirs = BTreeSet::new();
     for unit in &spec.units {
-        let text = fs::read(&unit.source).map_err(|source| Error::ReadUnit { path: unit.source.clone(), source })?;
-        unit_dirs.extend(unit_directories(&unit.name, &String::from_utf8_lossy(&text))?);
+        let text = fs::read(&unit.source).map_err(|source| Error::ReadUnit {
+            path: unit.source.clone(),
+            source,
+        })?;
+        unit_dirs.extend(unit_directories(
+            &unit.name,
+            &String::from_utf8_lossy(&text),
+        )?);
         let path = units_dir.join(&unit.name);
         let size = text.len() as u64;
-        let body = Kind::File { source: FileSource::Host { path: unit.source.clone(), sparse: false }, size };
-        tree.insert_path(&path, body, file.clone(), &dir).map_err(place(&path))?;
+        let body = Kind::File {
+            source: FileSource::Host {
+                path: unit.source.clone(),
+                sparse: false,
+            },
+            size,
+        };
+        tree.insert_path(&path, body, file.clone(), &dir)
+            .map_err(place(&path))?;
     }
     for path in &unit_dirs {
         tree.create_dirs(path, &dir).map_err(place(path))?;
     }
 
     let store_dir = &spec.store_dir;
-    tree.create_dirs(store_dir, &dir).map_err(place(store_dir))?;
+    tree.create_dirs(store_dir, &dir)
+        .map_err(place(store_dir))?;
     for store_path in closure.iter() {
         let path = store_path.as_path();
         tree.graft(path, path, &dir).map_err(place(path))?;
@@ -177,7 +212,8 @@ pub fn rootfs(spec: &Spec, closure: &Closure) -> Result<Tree, Error> {
     }
     for link in &spec.symlinks {
         let target = Kind::Symlink(link.object.clone().into_bytes());
-        tree.insert_path(&link.symlink, target, Metadata::with_mode(0o777), &dir).map_err(place(&link.symlink))?;
+        tree.insert_path(&link.symlink, target, Metadata::with_mode(0o777), &dir)
+            .map_err(place(&link.symlink))?;
     }
     Ok(tree)
 }
@@ -190,10 +226,15 @@ pub fn rootfs(spec: &Spec, closure: &Closure) -> Result<Tree, Error> {
 ///
 /// [`Error::Squash`] naming `compression` or `block-size`.
 pub fn squash_options(spec: &Spec, source_date_epoch: Option<u32>) -> Result<Options, Error> {
-    let compression = Compression::parse(&spec.compression)
-        .map_err(|source| Error::Squash { field: "compression", source })?;
-    let block_size = mkportable_squash::parse_block_size(&spec.block_size)
-        .map_err(|source| Error::Squash { field: "block-size", source })?;
+    let compression = Compression::parse(&spec.compression).map_err(|source| Error::Squash {
+        field: "compression",
+        source,
+    })?;
+    let block_size =
+        mkportable_squash::parse_block_size(&spec.block_size).map_err(|source| Error::Squash {
+            field: "block-size",
+            source,
+        })?;
     let epoch = source_date_epoch.unwrap_or(0);
     let options = Options {
         compression,
@@ -205,13 +246,19 @@ pub fn squash_options(spec: &Spec, source_date_epoch: Option<u32>) -> Result<Opt
         exports: false,
         ..Options::default()
     };
-    options.validate().map_err(|source| Error::Squash { field: "compression", source })?;
+    options.validate().map_err(|source| Error::Squash {
+        field: "compression",
+        source,
+    })?;
     Ok(options)
 }
 
 fn inline(body: Vec<u8>) -> Kind {
     let size = body.len() as u64;
-    Kind::File { source: FileSource::Bytes(body.into()), size }
+    Kind::File {
+        source: FileSource::Bytes(body.into()),
+        size,
+    }
 }
 
 /// The directories under `/var` that `unit`'s `StateDirectory=`,
@@ -221,17 +268,27 @@ fn unit_directories(unit: &str, text: &str) -> Result<BTreeSet<PathBuf>, Error> 
     let settings: BTreeMap<&str, &str> = UNIT_DIRECTORIES.into_iter().collect();
     for line in text.lines() {
         let line = line.trim();
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let key = key.trim();
-        let Some((&key, &base)) = settings.get_key_value(key) else { continue };
+        let Some((&key, &base)) = settings.get_key_value(key) else {
+            continue;
+        };
         for word in value.split_whitespace() {
             // `StateDirectory=foo:bar` (systemd 254+) makes `bar` a symlink to `foo`.
             let name = word.split(':').next().unwrap_or(word);
             let bad = name.is_empty()
                 || name.starts_with('/')
-                || name.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+                || name
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == "..");
             if bad {
-                return Err(Error::BadDirectory { unit: unit.to_string(), key, value: word.to_string() });
+                return Err(Error::BadDirectory {
+                    unit: unit.to_string(),
+                    key,
+                    value: word.to_string(),
+                });
             }
             dirs.insert(Path::new(base).join(name));
         }
@@ -246,21 +303,31 @@ mod tests {
     #[test]
     fn unit_directory_settings() {
         let check = |text: &str, want: &[&str]| {
-            let got: Vec<String> =
-                unit_directories("demo.service", text).unwrap().iter().map(|p| p.display().to_string()).collect();
+            let got: Vec<String> = unit_directories("demo.service", text)
+                .unwrap()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             assert_eq!(got, want, "{text}");
         };
         check("[Service]\nExecStart=/bin/true\n", &[]);
         check("StateDirectory=demo\n", &["/var/lib/demo"]);
-        check("StateDirectory=a b/c\nCacheDirectory=x\nLogsDirectory=y:z\n", &[
-            "/var/cache/x",
-            "/var/lib/a",
-            "/var/lib/b/c",
-            "/var/log/y",
-        ]);
-        check("  StateDirectory = s \nRuntimeDirectory=r\n", &["/var/lib/s"]);
-        for bad in ["StateDirectory=/abs", "CacheDirectory=../up", "LogsDirectory=a//b"] {
-            let err = unit_directories("demo.service", bad).unwrap_err().to_string();
+        check(
+            "StateDirectory=a b/c\nCacheDirectory=x\nLogsDirectory=y:z\n",
+            &["/var/cache/x", "/var/lib/a", "/var/lib/b/c", "/var/log/y"],
+        );
+        check(
+            "  StateDirectory = s \nRuntimeDirectory=r\n",
+            &["/var/lib/s"],
+        );
+        for bad in [
+            "StateDirectory=/abs",
+            "CacheDirectory=../up",
+            "LogsDirectory=a//b",
+        ] {
+            let err = unit_directories("demo.service", bad)
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with("unit `demo.service`: "), "{err}");
         }
     }

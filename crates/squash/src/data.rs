@@ -19,7 +19,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
-
 use crate::compress::Compressor;
 use crate::{Error, FileSource};
 
@@ -57,7 +56,10 @@ enum Dest {
 /// A block on its way to the image: compressed already, or still on the pool.
 #[derive(Debug)]
 enum Pending {
-    Ready { raw: Vec<u8>, packed: Option<Vec<u8>> },
+    Ready {
+        raw: Vec<u8>,
+        packed: Option<Vec<u8>>,
+    },
     Running(mpsc::Receiver<(Vec<u8>, Option<Vec<u8>>)>),
 }
 
@@ -133,7 +135,10 @@ impl<'a, W: Write> DataWriter<'a, W> {
         self.check_cancel()?;
         let bs = self.opts.block_size as u64;
         if size == 0 {
-            self.files.push(FileData { fragment: (NO_FRAGMENT, 0), ..FileData::default() });
+            self.files.push(FileData {
+                fragment: (NO_FRAGMENT, 0),
+                ..FileData::default()
+            });
             return Ok(self.files.len() - 1);
         }
         if size < bs {
@@ -148,11 +153,18 @@ impl<'a, W: Write> DataWriter<'a, W> {
                 return Ok(idx);
             }
             let data = self.files.len();
-            self.files.push(FileData { fragment: (NO_FRAGMENT, 0), ..FileData::default() });
+            self.files.push(FileData {
+                fragment: (NO_FRAGMENT, 0),
+                ..FileData::default()
+            });
             if is_zero(&content) {
                 // As mksquashfs: an all-zero small file is one hole, no fragment.
                 self.files[data].sizes.push(0);
-                self.submit(Job { dest: Dest::Block { data, block: 0 }, raw: Vec::new(), hole: true })?;
+                self.submit(Job {
+                    dest: Dest::Block { data, block: 0 },
+                    raw: Vec::new(),
+                    hole: true,
+                })?;
             } else if self.opts.fragments {
                 if self.open_fragment.len() + content.len() > self.opts.block_size {
                     self.close_fragment()?;
@@ -162,7 +174,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
                 self.open_fragment.extend_from_slice(&content);
             } else {
                 self.files[data].sizes.push(0);
-                self.submit(Job { dest: Dest::Block { data, block: 0 }, raw: content, hole: false })?;
+                self.submit(Job {
+                    dest: Dest::Block { data, block: 0 },
+                    raw: content,
+                    hole: false,
+                })?;
             }
             self.remember(key, data);
             return Ok(data);
@@ -190,7 +206,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
         self.bytes_in += size;
         let data = self.files.len();
         let n_blocks = size.div_ceil(bs) as usize;
-        self.files.push(FileData { sizes: vec![0; n_blocks], fragment: (NO_FRAGMENT, 0), ..FileData::default() });
+        self.files.push(FileData {
+            sizes: vec![0; n_blocks],
+            fragment: (NO_FRAGMENT, 0),
+            ..FileData::default()
+        });
         let mut block = 0;
         let mut buf = Vec::with_capacity(self.opts.block_size);
         let mut rehash = blake3::Hasher::new();
@@ -211,7 +231,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
                     } else {
                         std::mem::replace(&mut buf, Vec::with_capacity(bs_usize))
                     };
-                    self.submit(Job { dest: Dest::Block { data, block }, raw, hole })?;
+                    self.submit(Job {
+                        dest: Dest::Block { data, block },
+                        raw,
+                        hole,
+                    })?;
                     block += 1;
                 }
             }
@@ -219,7 +243,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
         })?;
         let hash = *rehash.finalize().as_bytes();
         if expected.is_some_and(|expected| expected != hash) {
-            return Err(Error::FileChanged { path: source_path(source), expected: size, found: size });
+            return Err(Error::FileChanged {
+                path: source_path(source),
+                expected: size,
+                found: size,
+            });
         }
         self.remember((size, hash), data);
         Ok(data)
@@ -247,14 +275,21 @@ impl<'a, W: Write> DataWriter<'a, W> {
         let raw = std::mem::take(&mut self.open_fragment);
         let index = self.fragments.len();
         self.fragments.push(Fragment::default());
-        self.submit(Job { dest: Dest::Fragment(index), raw, hole: false })
+        self.submit(Job {
+            dest: Dest::Fragment(index),
+            raw,
+            hole: false,
+        })
     }
 
     /// Hands a block to the pool at once (reading goes on meanwhile) and writes
     /// the oldest blocks, in submission order, once more than `window` are in flight.
     fn submit(&mut self, job: Job) -> Result<(), Error> {
         let result = if job.hole {
-            Pending::Ready { raw: Vec::new(), packed: None }
+            Pending::Ready {
+                raw: Vec::new(),
+                packed: None,
+            }
         } else {
             let (tx, rx) = mpsc::sync_channel(1);
             let comp = Arc::clone(&self.comp);
@@ -283,7 +318,9 @@ impl<'a, W: Write> DataWriter<'a, W> {
 
     fn write_oldest(&mut self) -> Result<(), Error> {
         self.check_cancel()?;
-        let Some((dest, hole, result)) = self.pending.pop_front() else { return Ok(()) };
+        let Some((dest, hole, result)) = self.pending.pop_front() else {
+            return Ok(());
+        };
         let (raw, packed) = match result {
             Pending::Ready { raw, packed } => (raw, packed),
             Pending::Running(rx) => rx.recv().expect("a compression job panicked"),
@@ -300,9 +337,17 @@ impl<'a, W: Write> DataWriter<'a, W> {
                 }
                 self.files[data].sizes[block] = word;
             }
-            Dest::Fragment(index) => self.fragments[index] = Fragment { start: self.pos, size: word },
+            Dest::Fragment(index) => {
+                self.fragments[index] = Fragment {
+                    start: self.pos,
+                    size: word,
+                }
+            }
         }
-        self.sink.write_all(bytes).map_err(|source| Error::Write { path: self.out_path.to_path_buf(), source })?;
+        self.sink.write_all(bytes).map_err(|source| Error::Write {
+            path: self.out_path.to_path_buf(),
+            source,
+        })?;
         self.pos += bytes.len() as u64;
         Ok(())
     }
@@ -315,10 +360,19 @@ impl<'a, W: Write> DataWriter<'a, W> {
     }
 
     /// Writes what is still pending; returns the sink and the end position.
-    pub(crate) fn finish(mut self) -> Result<(W, u64, Vec<FileData>, Vec<Fragment>, u64, u64), Error> {
+    pub(crate) fn finish(
+        mut self,
+    ) -> Result<(W, u64, Vec<FileData>, Vec<Fragment>, u64, u64), Error> {
         self.close_fragment()?;
         self.flush()?;
-        Ok((self.sink, self.pos, self.files, self.fragments, self.bytes_in, self.dedup_saved))
+        Ok((
+            self.sink,
+            self.pos,
+            self.files,
+            self.fragments,
+            self.bytes_in,
+            self.dedup_saved,
+        ))
     }
 }
 
@@ -344,7 +398,11 @@ fn read_exact_size(
     match source {
         FileSource::Bytes(bytes) => {
             if bytes.len() as u64 != size {
-                return Err(Error::FileChanged { path: source_path(source), expected: size, found: bytes.len() as u64 });
+                return Err(Error::FileChanged {
+                    path: source_path(source),
+                    expected: size,
+                    found: bytes.len() as u64,
+                });
             }
             for chunk in bytes.chunks(1 << 20) {
                 each(chunk)?;
@@ -352,7 +410,10 @@ fn read_exact_size(
             Ok(())
         }
         FileSource::Host { path, .. } => {
-            let read_err = |source: io::Error| Error::Read { path: path.clone(), source };
+            let read_err = |source: io::Error| Error::Read {
+                path: path.clone(),
+                source,
+            };
             let mut file = File::open(path).map_err(read_err)?;
             let mut buf = vec![0u8; (1 << 20).min(size.max(1) as usize)];
             let mut done = 0u64;
@@ -360,7 +421,11 @@ fn read_exact_size(
                 let want = buf.len().min((size - done) as usize);
                 let n = match file.read(&mut buf[..want]) {
                     Ok(0) => {
-                        return Err(Error::FileChanged { path: path.clone(), expected: size, found: done });
+                        return Err(Error::FileChanged {
+                            path: path.clone(),
+                            expected: size,
+                            found: done,
+                        });
                     }
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -375,7 +440,11 @@ fn read_exact_size(
                     Ok(0) => return Ok(()),
                     Ok(_) => {
                         let more = size + 1;
-                        return Err(Error::FileChanged { path: path.clone(), expected: size, found: more });
+                        return Err(Error::FileChanged {
+                            path: path.clone(),
+                            expected: size,
+                            found: more,
+                        });
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(read_err(e)),

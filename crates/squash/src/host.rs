@@ -45,7 +45,13 @@ impl Tree {
                 return Ok(tree);
             }
         }
-        let mut tree = Tree::new(Metadata { mode: 0o777, uid: 0, gid: 0, mtime: root_time, xattrs: Vec::new() });
+        let mut tree = Tree::new(Metadata {
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            mtime: root_time,
+            xattrs: Vec::new(),
+        });
         let root = tree.root();
         for source in sources {
             let base = source_name(source)?;
@@ -108,7 +114,13 @@ impl Tree {
         }
         let kind = if file_type.is_file() {
             let sparse = stat.blocks().saturating_mul(512) < stat.size();
-            Kind::File { source: FileSource::Host { path: host.to_path_buf(), sparse }, size: stat.size() }
+            Kind::File {
+                source: FileSource::Host {
+                    path: host.to_path_buf(),
+                    sparse,
+                },
+                size: stat.size(),
+            }
         } else if file_type.is_symlink() {
             let target = fs::read_link(host).map_err(|source| read_error(host, source))?;
             Kind::Symlink(target.into_os_string().into_vec())
@@ -148,7 +160,11 @@ fn source_name(source: &Path) -> Result<Vec<u8>, Error> {
     }
     // `.`, `..` or `/`: name it after what it resolves to, as mksquashfs does.
     let resolved = fs::canonicalize(source).map_err(|source_err| read_error(source, source_err))?;
-    Ok(resolved.file_name().unwrap_or(OsStr::new("root")).as_bytes().to_vec())
+    Ok(resolved
+        .file_name()
+        .unwrap_or(OsStr::new("root"))
+        .as_bytes()
+        .to_vec())
 }
 
 fn lstat(path: &Path) -> Result<fs::Metadata, Error> {
@@ -156,7 +172,10 @@ fn lstat(path: &Path) -> Result<fs::Metadata, Error> {
 }
 
 fn read_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Read { path: PathBuf::from(path), source }
+    Error::Read {
+        path: PathBuf::from(path),
+        source,
+    }
 }
 
 fn metadata_of(path: &Path, stat: &fs::Metadata) -> Result<Metadata, Error> {
@@ -185,7 +204,10 @@ fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
     let mut out = Vec::new();
     for name in names {
         let bytes = name.as_bytes();
-        if !XATTR_PREFIXES.iter().any(|p| bytes.starts_with(p) && bytes.len() > p.len()) {
+        if !XATTR_PREFIXES
+            .iter()
+            .any(|p| bytes.starts_with(p) && bytes.len() > p.len())
+        {
             continue;
         }
         match xattr::get(path, &name) {
@@ -217,12 +239,24 @@ mod tests {
         let single = Tree::from_sources(&[&a], false, 7).unwrap();
         let f = single.lookup("f").unwrap();
         assert_eq!(single.lookup("sub/g"), Some(f), "hard link kept");
-        assert_eq!(single.kind(single.lookup("l").unwrap()), &Kind::Symlink(b"f".to_vec()));
+        assert_eq!(
+            single.kind(single.lookup("l").unwrap()),
+            &Kind::Symlink(b"f".to_vec())
+        );
         assert_ne!(single.metadata(single.root()).mtime, 7);
 
         let kept = Tree::from_sources(&[&a], true, 7).unwrap();
         assert!(kept.lookup("a/sub/g").is_some());
-        assert_eq!(kept.metadata(kept.root()), &Metadata { mode: 0o777, uid: 0, gid: 0, mtime: 7, xattrs: vec![] });
+        assert_eq!(
+            kept.metadata(kept.root()),
+            &Metadata {
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                mtime: 7,
+                xattrs: vec![]
+            }
+        );
 
         let merged = Tree::from_sources(&[&a, &b], false, 0).unwrap();
         assert!(merged.lookup("a/f").is_some());
@@ -238,9 +272,14 @@ mod tests {
         fs::write(dir.path().join("x"), b"x").unwrap();
         let mut tree = Tree::default();
         let d = Metadata::with_mode(0o755);
-        tree.graft("/nix/store/abc-x", dir.path().join("x"), &d).unwrap();
+        tree.graft("/nix/store/abc-x", dir.path().join("x"), &d)
+            .unwrap();
         assert!(tree.lookup("/nix/store/abc-x").is_some());
-        assert!(tree.graft("/nix/store/abc-x", dir.path().join("x"), &d).is_err());
-        assert!(tree.graft("/nix/store/abc-x/y", dir.path().join("x"), &d).is_err());
+        assert!(tree
+            .graft("/nix/store/abc-x", dir.path().join("x"), &d)
+            .is_err());
+        assert!(tree
+            .graft("/nix/store/abc-x/y", dir.path().join("x"), &d)
+            .is_err());
     }
 }

@@ -102,7 +102,9 @@ struct IndexEntry {
 impl<'a> Pass<'a> {
     fn write_dir(&mut self, dir: InodeId, parent_number: u32) -> u64 {
         let tree = self.tree;
-        let entries: &BTreeMap<Vec<u8>, InodeId> = tree.entries(dir).expect("write_dir is only called on directories");
+        let entries: &BTreeMap<Vec<u8>, InodeId> = tree
+            .entries(dir)
+            .expect("write_dir is only called on directories");
         let own_number = self.info[dir.index()].number;
         let mut listing = Vec::with_capacity(entries.len());
         for (name, &child) in entries {
@@ -127,7 +129,8 @@ impl<'a> Pass<'a> {
         let info = &self.info[dir.index()];
         let r = self.inodes.pos();
         let mut buf = Vec::with_capacity(64);
-        let extended = info.xattr != NO_XATTR || file_size > u32::from(u16::MAX) || !index.is_empty();
+        let extended =
+            info.xattr != NO_XATTR || file_size > u32::from(u16::MAX) || !index.is_empty();
         if extended {
             header(&mut buf, 8, info);
             put32(&mut buf, info.nlink);
@@ -172,7 +175,11 @@ impl<'a> Pass<'a> {
                     (usize::from(start.offset) + len as usize) % METADATA_SIZE,
                     usize::from(pos.offset)
                 );
-                index.push(IndexEntry { index: len, start_block: pos.block as u32, name: first.name.to_vec() });
+                index.push(IndexEntry {
+                    index: len,
+                    start_block: pos.block as u32,
+                    name: first.name.to_vec(),
+                });
                 indexed_at = len;
                 index_next = false;
             }
@@ -200,7 +207,10 @@ impl<'a> Pass<'a> {
             put32(&mut buf, base);
             for e in &entries[i..i + n] {
                 put16(&mut buf, (e.inode_ref & 0xffff) as u16);
-                put16(&mut buf, (i64::from(e.number) - i64::from(base)) as i16 as u16);
+                put16(
+                    &mut buf,
+                    (i64::from(e.number) - i64::from(base)) as i16 as u16,
+                );
                 put16(&mut buf, e.basic_type);
                 put16(&mut buf, e.name.len() as u16 - 1);
                 buf.extend_from_slice(e.name);
@@ -348,9 +358,17 @@ mod tests {
     fn rdev_encoding() {
         // glibc makedev(major, minor)
         let makedev = |major: u64, minor: u64| {
-            ((major & 0xfffff000) << 32) | ((major & 0xfff) << 8) | ((minor & 0xffffff00) << 12) | (minor & 0xff)
+            ((major & 0xfffff000) << 32)
+                | ((major & 0xfff) << 8)
+                | ((minor & 0xffffff00) << 12)
+                | (minor & 0xff)
         };
-        for (major, minor, want) in [(1, 3, 0x103), (300, 70000, 0x1111_2C70), (0, 0, 0), (8, 1, 0x801)] {
+        for (major, minor, want) in [
+            (1, 3, 0x103),
+            (300, 70000, 0x1111_2C70),
+            (0, 0, 0),
+            (8, 1, 0x801),
+        ] {
             assert_eq!(encode_rdev(makedev(major, minor)), want, "{major}:{minor}");
         }
     }

@@ -87,7 +87,9 @@ pub fn parse_block_size(s: &str) -> Result<u32, crate::Error> {
         Some(b'm' | b'M') => (&t[..t.len() - 1], 1024 * 1024),
         _ => (t, 1),
     };
-    let n: u64 = digits.parse().map_err(|_| invalid("expected a number with an optional K or M suffix"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| invalid("expected a number with an optional K or M suffix"))?;
     let bytes = n.checked_mul(mult).ok_or_else(|| invalid("too large"))?;
     if !(4096..=1024 * 1024).contains(&bytes) || !bytes.is_power_of_two() {
         return Err(invalid("must be a power of two from 4K to 1M"));
@@ -101,9 +103,19 @@ mod tests {
 
     #[test]
     fn block_sizes() {
-        for (s, want) in [("4K", Some(4096)), ("4096", Some(4096)), ("128k", Some(131072)), ("1M", Some(1 << 20)),
-            ("1048576", Some(1 << 20)), ("2M", None), ("3K", None), ("2K", None), ("", None), ("M", None), ("1G", None)]
-        {
+        for (s, want) in [
+            ("4K", Some(4096)),
+            ("4096", Some(4096)),
+            ("128k", Some(131072)),
+            ("1M", Some(1 << 20)),
+            ("1048576", Some(1 << 20)),
+            ("2M", None),
+            ("3K", None),
+            ("2K", None),
+            ("", None),
+            ("M", None),
+            ("1G", None),
+        ] {
             assert_eq!(parse_block_size(s).ok(), want, "{s}");
         }
     }

@@ -43,7 +43,13 @@ pub struct Metadata {
 impl Metadata {
     /// Root-owned, time 0, no xattrs, with the given permission bits.
     pub fn with_mode(mode: u16) -> Metadata {
-        Metadata { mode, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() }
+        Metadata {
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        }
     }
 }
 
@@ -109,7 +115,10 @@ impl Tree {
     /// A tree holding only an empty root directory with `root` metadata.
     pub fn new(root: Metadata) -> Tree {
         Tree {
-            inodes: vec![Inode { kind: Kind::Dir(BTreeMap::new()), meta: root }],
+            inodes: vec![Inode {
+                kind: Kind::Dir(BTreeMap::new()),
+                meta: root,
+            }],
             host_inodes: HashMap::new(),
         }
     }
@@ -174,9 +183,10 @@ impl Tree {
         meta: Metadata,
     ) -> Result<InodeId, Error> {
         check_kind(name, &kind)?;
-        let id = InodeId(u32::try_from(self.inodes.len()).map_err(|_| {
-            Error::Limit("more than 4294967295 inodes".to_string())
-        })?);
+        let id = InodeId(
+            u32::try_from(self.inodes.len())
+                .map_err(|_| Error::Limit("more than 4294967295 inodes".to_string()))?,
+        );
         self.add_entry(parent, name, id)?;
         self.inodes.push(Inode { kind, meta });
         Ok(id)
@@ -187,7 +197,12 @@ impl Tree {
     /// # Errors
     ///
     /// If `target` is a directory (directories cannot be hard-linked), or as [`Tree::insert`].
-    pub fn hard_link(&mut self, parent: InodeId, name: &[u8], target: InodeId) -> Result<(), Error> {
+    pub fn hard_link(
+        &mut self,
+        parent: InodeId,
+        name: &[u8],
+        target: InodeId,
+    ) -> Result<(), Error> {
         if matches!(self.kind(target), Kind::Dir(_)) {
             return Err(tree_error(name, "directories cannot be hard-linked"));
         }
@@ -221,7 +236,11 @@ impl Tree {
     /// # Errors
     ///
     /// If a component exists and is not a directory.
-    pub fn create_dirs(&mut self, path: impl AsRef<Path>, meta: &Metadata) -> Result<InodeId, Error> {
+    pub fn create_dirs(
+        &mut self,
+        path: impl AsRef<Path>,
+        meta: &Metadata,
+    ) -> Result<InodeId, Error> {
         let comps: Vec<&[u8]> = components(path.as_ref()).collect();
         self.create_dirs_inner(&comps, meta)
     }
@@ -285,7 +304,10 @@ fn check_kind(name: &[u8], kind: &Kind) -> Result<(), Error> {
 }
 
 pub(crate) fn tree_error(name: &[u8], reason: &str) -> Error {
-    Error::Tree { path: OsStr::from_bytes(name).to_string_lossy().into_owned(), reason: reason.to_string() }
+    Error::Tree {
+        path: OsStr::from_bytes(name).to_string_lossy().into_owned(),
+        reason: reason.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -293,7 +315,10 @@ mod tests {
     use super::*;
 
     fn file(bytes: &[u8]) -> Kind {
-        Kind::File { source: FileSource::Bytes(bytes.into()), size: bytes.len() as u64 }
+        Kind::File {
+            source: FileSource::Bytes(bytes.into()),
+            size: bytes.len() as u64,
+        }
     }
 
     #[test]
@@ -326,10 +351,20 @@ mod tests {
             assert!(err.to_string().contains(want), "{err}");
         }
         t.insert(root, b"f", file(b""), m.clone()).unwrap();
-        assert!(t.insert(root, b"f", file(b""), m.clone()).unwrap_err().to_string().contains("already exists"));
-        assert!(t.insert_path("/f/g", file(b""), m.clone(), &d).unwrap_err().to_string().contains("not a directory"));
+        assert!(t
+            .insert(root, b"f", file(b""), m.clone())
+            .unwrap_err()
+            .to_string()
+            .contains("already exists"));
+        assert!(t
+            .insert_path("/f/g", file(b""), m.clone(), &d)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
         let dir = t.create_dirs("/dir", &d).unwrap();
         assert!(t.hard_link(root, b"dl", dir).is_err());
-        assert!(t.insert(root, b"l", Kind::Symlink(vec![b'a'; 4096]), m).is_err());
+        assert!(t
+            .insert(root, b"l", Kind::Symlink(vec![b'a'; 4096]), m)
+            .is_err());
     }
 }

@@ -47,9 +47,14 @@ pub struct Report {
 /// for the output (missing directory, full disk); [`Error::InvalidOption`];
 /// [`Error::Interrupted`] when [`Options::cancel`] was set.
 pub fn write_image(tree: &Tree, options: &Options, out: &Path) -> Result<Report, Error> {
-    let write_err = |source: io::Error| Error::Write { path: out.to_path_buf(), source };
+    let write_err = |source: io::Error| Error::Write {
+        path: out.to_path_buf(),
+        source,
+    };
     if !options.overwrite && out.symlink_metadata().is_ok() {
-        return Err(Error::OutputExists { path: out.to_path_buf() });
+        return Err(Error::OutputExists {
+            path: out.to_path_buf(),
+        });
     }
     // Check the settings before creating anything.
     options.validate()?;
@@ -58,7 +63,10 @@ pub fn write_image(tree: &Tree, options: &Options, out: &Path) -> Result<Report,
         _ => PathBuf::from("."),
     };
     std::fs::metadata(&dir).map_err(write_err)?;
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
@@ -77,7 +85,9 @@ pub fn write_image(tree: &Tree, options: &Options, out: &Path) -> Result<Report,
     } else {
         temp_path.persist_noclobber(out).map_err(|e| {
             if e.error.kind() == io::ErrorKind::AlreadyExists {
-                Error::OutputExists { path: out.to_path_buf() }
+                Error::OutputExists {
+                    path: out.to_path_buf(),
+                }
             } else {
                 write_err(e.error)
             }
@@ -91,7 +101,11 @@ pub fn write_image(tree: &Tree, options: &Options, out: &Path) -> Result<Report,
 /// # Errors
 ///
 /// As [`write_image`], with [`Error::Write`] naming `<sink>`.
-pub fn write_to<W: Write + Seek>(tree: &Tree, options: &Options, sink: &mut W) -> Result<Report, Error> {
+pub fn write_to<W: Write + Seek>(
+    tree: &Tree,
+    options: &Options,
+    sink: &mut W,
+) -> Result<Report, Error> {
     write_inner(tree, options, sink, Path::new("<sink>"))
 }
 
@@ -133,8 +147,10 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
     let mut nlink = vec![0u32; n];
     // Pre-order numbering, root last, iteratively to survive deep trees.
     let mut next = 1u32;
-    let mut stack: Vec<std::collections::btree_map::Iter<'_, Vec<u8>, InodeId>> =
-        vec![tree.entries(tree.root()).expect("the root is a directory").iter()];
+    let mut stack: Vec<std::collections::btree_map::Iter<'_, Vec<u8>, InodeId>> = vec![tree
+        .entries(tree.root())
+        .expect("the root is a directory")
+        .iter()];
     while let Some(iter) = stack.last_mut() {
         let Some((_, &child)) = iter.next() else {
             stack.pop();
@@ -161,7 +177,8 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
         if let Some(&i) = id_index.get(&id) {
             return Ok(i);
         }
-        let i = u16::try_from(ids.len()).map_err(|_| Error::Limit("more than 65536 distinct uids and gids".into()))?;
+        let i = u16::try_from(ids.len())
+            .map_err(|_| Error::Limit("more than 65536 distinct uids and gids".into()))?;
         id_index.insert(id, i);
         ids.push(id);
         Ok(i)
@@ -174,8 +191,12 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
     for id in by_number {
         let meta = tree.metadata(id);
         let kind = tree.kind(id);
-        let uid = options.force_uid.unwrap_or(if options.all_root { 0 } else { meta.uid });
-        let gid = options.force_gid.unwrap_or(if options.all_root { 0 } else { meta.gid });
+        let uid = options
+            .force_uid
+            .unwrap_or(if options.all_root { 0 } else { meta.uid });
+        let gid = options
+            .force_gid
+            .unwrap_or(if options.all_root { 0 } else { meta.gid });
         let mode = match options.root_mode {
             Some(mode) if id == tree.root() => mode & 0o7777,
             _ => meta.mode & 0o7777,
@@ -185,7 +206,11 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
             (None, Some(limit)) => meta.mtime.min(limit),
             (None, None) => meta.mtime,
         };
-        if let Some((name, _)) = meta.xattrs.iter().find(|(name, _)| split_xattr_name(name).is_none()) {
+        if let Some((name, _)) = meta
+            .xattrs
+            .iter()
+            .find(|(name, _)| split_xattr_name(name).is_none())
+        {
             return Err(Error::Tree {
                 path: String::from_utf8_lossy(name).into_owned(),
                 reason: "only user., trusted. and security. xattrs can be stored".to_string(),
@@ -203,11 +228,20 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
         };
         let links = match kind {
             Kind::Dir(entries) => {
-                2 + entries.values().filter(|c| matches!(tree.kind(**c), Kind::Dir(_))).count() as u32
+                2 + entries
+                    .values()
+                    .filter(|c| matches!(tree.kind(**c), Kind::Dir(_)))
+                    .count() as u32
             }
             _ => nlink[id.index()],
         };
-        let sparse_source = matches!(kind, Kind::File { source: crate::FileSource::Host { sparse: true, .. }, .. });
+        let sparse_source = matches!(
+            kind,
+            Kind::File {
+                source: crate::FileSource::Host { sparse: true, .. },
+                ..
+            }
+        );
         info[id.index()] = Some(InodeInfo {
             number: numbers[id.index()],
             nlink: links,
@@ -220,12 +254,28 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
             sparse_source,
         });
     }
-    let info = info.into_iter().map(|i| i.expect("every inode is reachable from the root")).collect();
-    Ok(Prepared { info, preorder, ids, xattr_sets })
+    let info = info
+        .into_iter()
+        .map(|i| i.expect("every inode is reachable from the root"))
+        .collect();
+    Ok(Prepared {
+        info,
+        preorder,
+        ids,
+        xattr_sets,
+    })
 }
 
-fn write_inner<W: Write + Seek>(tree: &Tree, options: &Options, sink: &mut W, out: &Path) -> Result<Report, Error> {
-    let write_err = |source: io::Error| Error::Write { path: out.to_path_buf(), source };
+fn write_inner<W: Write + Seek>(
+    tree: &Tree,
+    options: &Options,
+    sink: &mut W,
+    out: &Path,
+) -> Result<Report, Error> {
+    let write_err = |source: io::Error| Error::Write {
+        path: out.to_path_buf(),
+        source,
+    };
     let block_size = check_block_size(options.block_size)?;
     let comp = Compressor::new(&options.compression, block_size)?;
     let threads = if options.threads == 0 {
@@ -409,14 +459,24 @@ fn write_inner<W: Write + Seek>(tree: &Tree, options: &Options, sink: &mut W, ou
     sink.seek(SeekFrom::Start(padded)).map_err(write_err)?;
     sink.flush().map_err(write_err)?;
 
-    Ok(Report { inodes: tree.len() as u64, files: n_files, bytes_in, bytes_written: padded, dedup_saved })
+    Ok(Report {
+        inodes: tree.len() as u64,
+        files: n_files,
+        bytes_in,
+        bytes_written: padded,
+        dedup_saved,
+    })
 }
 
 /// Splits a full xattr name into its prefix id (0 user, 1 trusted, 2 security) and the rest.
 fn split_xattr_name(name: &[u8]) -> Option<(u16, &[u8])> {
     [(0, &b"user."[..]), (1, b"trusted."), (2, b"security.")]
         .into_iter()
-        .find_map(|(ty, prefix)| name.strip_prefix(prefix).filter(|rest| !rest.is_empty()).map(|rest| (ty, rest)))
+        .find_map(|(ty, prefix)| {
+            name.strip_prefix(prefix)
+                .filter(|rest| !rest.is_empty())
+                .map(|rest| (ty, rest))
+        })
 }
 
 #[cfg(test)]
@@ -446,7 +506,9 @@ mod tests {
             if header & 0x8000 != 0 {
                 out.extend_from_slice(payload);
             } else {
-                flate2::read::ZlibDecoder::new(payload).read_to_end(&mut out).unwrap();
+                flate2::read::ZlibDecoder::new(payload)
+                    .read_to_end(&mut out)
+                    .unwrap();
             }
             at += 2 + len;
         }
@@ -455,7 +517,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let digits: String = s.split_whitespace().collect();
-        (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap()).collect()
+        (0..digits.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     /// The worked example of §17 of the format notes (mksquashfs 4.5.1 output):
@@ -464,11 +529,27 @@ mod tests {
     fn worked_example_matches_mksquashfs() {
         let mut tree = Tree::new(Metadata::with_mode(0o755));
         let root = tree.root();
-        tree.insert(root, b"dir", Kind::Dir(Default::default()), Metadata::with_mode(0o755)).unwrap();
+        tree.insert(
+            root,
+            b"dir",
+            Kind::Dir(Default::default()),
+            Metadata::with_mode(0o755),
+        )
+        .unwrap();
         let hello = b"Hello, SquashFS!\n";
-        let body = Kind::File { source: FileSource::Bytes(hello[..].into()), size: 17 };
-        tree.insert(root, b"hello.txt", body, Metadata::with_mode(0o644)).unwrap();
-        tree.insert(root, b"link", Kind::Symlink(b"hello.txt".to_vec()), Metadata::with_mode(0o777)).unwrap();
+        let body = Kind::File {
+            source: FileSource::Bytes(hello[..].into()),
+            size: 17,
+        };
+        tree.insert(root, b"hello.txt", body, Metadata::with_mode(0o644))
+            .unwrap();
+        tree.insert(
+            root,
+            b"link",
+            Kind::Symlink(b"hello.txt".to_vec()),
+            Metadata::with_mode(0o777),
+        )
+        .unwrap();
         let options = Options {
             compression: Compression::Gzip { level: 9 },
             block_size: 4096,
@@ -479,7 +560,15 @@ mod tests {
         };
         for threads in [1, 2, 8] {
             let mut cursor = Cursor::new(Vec::new());
-            let report = write_to(&tree, &Options { threads, ..options.clone() }, &mut cursor).unwrap();
+            let report = write_to(
+                &tree,
+                &Options {
+                    threads,
+                    ..options.clone()
+                },
+                &mut cursor,
+            )
+            .unwrap();
             let image = cursor.into_inner();
             assert_eq!(report.bytes_written, 4096);
             assert_eq!(image.len(), 4096);
@@ -512,16 +601,190 @@ mod tests {
             let dirs = decode_meta(&image, dir_start, frag_block);
             assert_eq!(
                 dirs,
-                hex("02 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 01 00 02 00 64 69 72
+                hex(
+                    "02 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 01 00 02 00 64 69 72
                      20 00 01 00 02 00 08 00 68 65 6c 6c 6f 2e 74 78 74
-                     40 00 02 00 03 00 03 00 6c 69 6e 6b")
+                     40 00 02 00 03 00 03 00 6c 69 6e 6b"
+                )
             );
             let frags = decode_meta(&image, frag_block, frag_index);
-            assert_eq!(frags, hex("60 00 00 00 00 00 00 00 11 00 00 01 00 00 00 00"));
+            assert_eq!(
+                frags,
+                hex("60 00 00 00 00 00 00 00 11 00 00 01 00 00 00 00")
+            );
             let bytes_used = u64_at(&image, 40) as usize;
             let id_index = u64_at(&image, 48) as usize;
             assert_eq!(id_index + 8, bytes_used, "the id index ends the image");
             assert!(image[bytes_used..].iter().all(|b| *b == 0));
         }
+    }
+
+    /// Writes `tree` with gzip and 4 KiB blocks (all times 0) and returns the
+    /// uncompressed inode and directory tables.
+    fn tables(tree: &Tree, options: Options) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let options = Options {
+            compression: Compression::Gzip { level: 9 },
+            block_size: 4096,
+            all_time: Some(0),
+            ..options
+        };
+        let mut cursor = Cursor::new(Vec::new());
+        write_to(tree, &options, &mut cursor).unwrap();
+        let image = cursor.into_inner();
+        let inode_start = u64_at(&image, 64) as usize;
+        let dir_start = u64_at(&image, 72) as usize;
+        let frag_index = u64_at(&image, 80) as usize;
+        let fragments = u32_at(&image, 16) as usize;
+        let dir_end = if fragments > 0 {
+            u64_at(&image, frag_index) as usize
+        } else {
+            frag_index
+        };
+        let inodes = decode_meta(&image, inode_start, dir_start);
+        let dirs = decode_meta(&image, dir_start, dir_end);
+        (image, inodes, dirs)
+    }
+
+    /// One entry `x` in the root: its inode is the first of the table (inode 1).
+    #[test]
+    fn inode_layouts() {
+        let makedev = |major: u64, minor: u64| {
+            ((major & 0xfff) << 8) | ((minor & 0xffffff00) << 12) | (minor & 0xff)
+        };
+        let m = |mode: u16| Metadata::with_mode(mode);
+        let xm = |mode: u16| Metadata {
+            xattrs: vec![(b"user.a".to_vec(), b"b".to_vec())],
+            ..Metadata::with_mode(mode)
+        };
+        let file = |bytes: &[u8]| Kind::File {
+            source: FileSource::Bytes(bytes.into()),
+            size: bytes.len() as u64,
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Kind, Metadata, &str)> = vec![
+            ("char 1:3", Kind::CharDev(makedev(1, 3)), m(0o620), "05 00 90 01 00 00 00 00 00000000 01000000 01000000 03010000"),
+            ("block 300:70000", Kind::BlockDev(makedev(300, 70000)), m(0o660), "04 00 b0 01 00 00 00 00 00000000 01000000 01000000 702c1111"),
+            ("fifo", Kind::Fifo, m(0o644), "06 00 a4 01 00 00 00 00 00000000 01000000 01000000"),
+            ("socket", Kind::Socket, m(0o755), "07 00 ed 01 00 00 00 00 00000000 01000000 01000000"),
+            ("setuid file", file(b""), m(0o4755), "02 00 ed 09 00 00 00 00 00000000 01000000 00000000 ffffffff 00000000 00000000"),
+            ("sticky dir", Kind::Dir(Default::default()), m(0o1777), "01 00 ff 03 00 00 00 00 00000000 01000000 00000000 02000000 0300 0000 02000000"),
+            ("symlink", Kind::Symlink(b"t".to_vec()), m(0o777), "03 00 ff 01 00 00 00 00 00000000 01000000 01000000 01000000 74"),
+            ("symlink+xattr", Kind::Symlink(b"t".to_vec()), xm(0o777), "0a 00 ff 01 00 00 00 00 00000000 01000000 01000000 01000000 74 00000000"),
+            ("char+xattr", Kind::CharDev(makedev(1, 3)), xm(0o600), "0c 00 80 01 00 00 00 00 00000000 01000000 01000000 03010000 00000000"),
+            ("block+xattr", Kind::BlockDev(makedev(1, 3)), xm(0o600), "0b 00 80 01 00 00 00 00 00000000 01000000 01000000 03010000 00000000"),
+            ("fifo+xattr", Kind::Fifo, xm(0o600), "0d 00 80 01 00 00 00 00 00000000 01000000 01000000 00000000"),
+            ("socket+xattr", Kind::Socket, xm(0o600), "0e 00 80 01 00 00 00 00 00000000 01000000 01000000 00000000"),
+            ("file+xattr", file(b"x"), xm(0o644), "09 00 a4 01 00 00 00 00 00000000 01000000 0000000000000000 0100000000000000 0000000000000000 01000000 00000000 00000000 00000000"),
+            ("dir+xattr", Kind::Dir(Default::default()), xm(0o755), "08 00 ed 01 00 00 00 00 00000000 01000000 02000000 03000000 00000000 02000000 0000 0000 00000000"),
+        ];
+        for (what, kind, meta, want) in cases {
+            let mut tree = Tree::default();
+            tree.insert(tree.root(), b"x", kind, meta).unwrap();
+            let (_, inodes, _) = tables(&tree, Options::default());
+            let want = hex(want);
+            assert_eq!(&inodes[..want.len()], &want[..], "{what}");
+        }
+    }
+
+    #[test]
+    fn owners_and_hard_links() {
+        let mut tree = Tree::default();
+        let meta = Metadata {
+            uid: 1000,
+            gid: 100,
+            ..Metadata::with_mode(0o644)
+        };
+        let body = Kind::File {
+            source: FileSource::Bytes(b"x"[..].into()),
+            size: 1,
+        };
+        let a = tree.insert(tree.root(), b"a", body, meta).unwrap();
+        tree.hard_link(tree.root(), b"b", a).unwrap();
+        let (image, inodes, dirs) = tables(&tree, Options::default());
+        // Extended file: uid index 0 (1000), gid index 1 (100), nlink 2, fragment 0 at offset 0.
+        let want = hex("09 00 a4 01 00 00 01 00 00000000 01000000 0000000000000000 0100000000000000 0000000000000000
+                        02000000 00000000 00000000 ffffffff");
+        assert_eq!(&inodes[..want.len()], &want[..]);
+        // Both names carry the same inode reference and number.
+        let want_dirs =
+            hex("01000000 00000000 01000000  0000 0000 0200 0000 61  0000 0000 0200 0000 62");
+        assert_eq!(dirs, want_dirs);
+        assert_eq!(u32_at(&image, 4), 2, "a hard-linked inode counts once");
+        assert_eq!(u16_at(&image, 26), 3, "ids 1000, 100, 0");
+        // all-root folds every owner into id 0.
+        let (image, inodes, _) = tables(
+            &tree,
+            Options {
+                all_root: true,
+                ..Options::default()
+            },
+        );
+        assert_eq!(&inodes[4..8], &[0, 0, 0, 0]);
+        assert_eq!(u16_at(&image, 26), 1);
+    }
+
+    /// A directory whose listing passes 8 KiB gets an extended inode with index
+    /// entries, each pointing at a header whose first name it repeats.
+    #[test]
+    fn large_directories_get_an_index() {
+        let mut tree = Tree::default();
+        for i in 0..700u32 {
+            let name = format!("{i:04}-{}", "n".repeat(60));
+            let body = Kind::File {
+                source: FileSource::Bytes(Vec::new().into()),
+                size: 0,
+            };
+            tree.insert(
+                tree.root(),
+                name.as_bytes(),
+                body,
+                Metadata::with_mode(0o644),
+            )
+            .unwrap();
+        }
+        let (image, inodes, dirs) = tables(&tree, Options::default());
+        // Positions of the directory table's blocks, relative to its start.
+        let dir_start = u64_at(&image, 72) as usize;
+        let mut block_pos = vec![0usize];
+        let mut at = dir_start;
+        while block_pos.len() * 8192 < dirs.len() {
+            at += 2 + usize::from(u16_at(&image, at) & 0x7fff);
+            block_pos.push(at - dir_start);
+        }
+        // The root inode is the last one: find it after the 700 file inodes of 32 bytes.
+        let root = &inodes[700 * 32..];
+        assert_eq!(u16_at(root, 0), 8, "extended directory");
+        let file_size = u32_at(root, 20) as usize;
+        assert_eq!(file_size, dirs.len() + 3);
+        let start_offset = usize::from(u16_at(root, 34));
+        let index_count = usize::from(u16_at(root, 32));
+        assert!(index_count >= 4, "{index_count} index entries");
+        let mut at = 40;
+        let mut last = 0;
+        for _ in 0..index_count {
+            let index = u32_at(root, at) as usize;
+            let start_block = u32_at(root, at + 4);
+            let name_len = u32_at(root, at + 8) as usize + 1;
+            let name = &root[at + 12..at + 12 + name_len];
+            at += 12 + name_len;
+            assert!(
+                index > last && index - last <= 8192,
+                "index entries at most 8 KiB apart"
+            );
+            last = index;
+            // The header at `index` of the listing: its first entry's name.
+            assert_eq!(
+                start_block as usize,
+                block_pos[(start_offset + index) / 8192],
+                "block holding the header"
+            );
+            let first_len = usize::from(u16_at(&dirs, index + 12 + 6)) + 1;
+            assert_eq!(
+                &dirs[index + 20..index + 20 + first_len],
+                name,
+                "first name after the header"
+            );
+        }
+        assert_eq!(at, root.len());
     }
 }

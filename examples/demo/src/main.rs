@@ -41,9 +41,16 @@ fn serve() -> io::Result<()> {
     let state = dir_from_env("STATE_DIRECTORY")?;
     let runtime = dir_from_env("RUNTIME_DIRECTORY")?;
     let starts_path = state.join("starts");
-    let starts = fs::read_to_string(&starts_path).ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0) + 1;
+    let starts = fs::read_to_string(&starts_path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
     fs::write(&starts_path, format!("{starts}\n"))?;
-    println!("demo: started ({starts} start(s) so far), image {}", image_name());
+    println!(
+        "demo: started ({starts} start(s) so far), image {}",
+        image_name()
+    );
     for beat in 1u64.. {
         fs::write(runtime.join("heartbeat"), format!("demo alive {beat}\n"))?;
         thread::sleep(Duration::from_secs(1));
