@@ -787,4 +787,151 @@ mod tests {
         }
         assert_eq!(at, root.len());
     }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// (blocks_start, fragment, offset, size words) of the basic file inode at `at`.
+    fn file_inode(inodes: &[u8], at: usize, block_size: u64) -> (u32, u32, u32, Vec<u32>) {
+        assert_eq!(u16_at(inodes, at), 2, "basic file");
+        let fragment = u32_at(inodes, at + 20);
+        let size = u64::from(u32_at(inodes, at + 28));
+        let n = if fragment == u32::MAX {
+            size.div_ceil(block_size)
+        } else {
+            size / block_size
+        } as usize;
+        let words = (0..n).map(|i| u32_at(inodes, at + 32 + 4 * i)).collect();
+        (
+            u32_at(inodes, at + 16),
+            fragment,
+            u32_at(inodes, at + 24),
+            words,
+        )
+    }
+
+    #[test]
+    fn size_words_holes_and_fragments() {
+        let cat = |parts: &[Vec<u8>]| parts.concat();
+        let text = b"portable service images, reproducibly. ".repeat(300);
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Vec<u8>, bool, Option<u32>, Vec<u32>)> = vec![
+            // (what, contents, fragments on, fragment, size words)
+            ("incompressible blocks and a short tail", noise(8292, 1), true, None, vec![0x0100_1000, 0x0100_1000, 0x0100_0064]),
+            ("a zero block is a hole", cat(&[vec![0; 4096], noise(4096, 2)]), true, None, vec![0, 0x0100_1000]),
+            ("a zero tail is a hole too", cat(&[noise(4096, 3), vec![0; 10]]), true, None, vec![0x0100_1000, 0]),
+            ("small and all zero: one hole, no fragment", vec![0; 100], true, None, vec![0]),
+            ("small: a fragment", noise(100, 4), true, Some(0), vec![]),
+            ("small without fragments: one raw block", noise(100, 4), false, None, vec![0x0100_0064]),
+            ("exactly one block: no fragment", noise(4096, 5), true, None, vec![0x0100_1000]),
+        ];
+        for (what, bytes, fragments, want_fragment, want_words) in cases {
+            let mut tree = Tree::default();
+            let size = bytes.len() as u64;
+            tree.insert(
+                tree.root(),
+                b"x",
+                Kind::File {
+                    source: FileSource::Bytes(bytes.into()),
+                    size,
+                },
+                Metadata::with_mode(0o644),
+            )
+            .unwrap();
+            let (_, inodes, _) = tables(
+                &tree,
+                Options {
+                    fragments,
+                    ..Options::default()
+                },
+            );
+            let (_, fragment, offset, words) = file_inode(&inodes, 0, 4096);
+            assert_eq!(words, want_words, "{what}");
+            assert_eq!(fragment, want_fragment.unwrap_or(u32::MAX), "{what}");
+            assert_eq!(offset, 0, "{what}");
+        }
+        // Compressible blocks are stored compressed: bit 24 clear, shorter than the block.
+        let mut tree = Tree::default();
+        let size = text.len() as u64;
+        tree.insert(
+            tree.root(),
+            b"x",
+            Kind::File {
+                source: FileSource::Bytes(text.into()),
+                size,
+            },
+            Metadata::with_mode(0o644),
+        )
+        .unwrap();
+        let (_, inodes, _) = tables(&tree, Options::default());
+        let (_, _, _, words) = file_inode(&inodes, 0, 4096);
+        assert!(
+            words.iter().all(|w| *w & 0x0100_0000 == 0 && *w < 4096),
+            "{words:x?}"
+        );
+    }
+
+    /// Identical files share their blocks; a file sharing only a prefix, or
+    /// differing in its last byte, keeps its own.
+    #[test]
+    fn dedup_is_whole_file() {
+        let a = noise(3 * 4096, 9);
+        let mut prefix = a[..8192].to_vec();
+        prefix.extend(noise(4096, 10));
+        let mut last = a.clone();
+        *last.last_mut().unwrap() ^= 1;
+        let small = noise(300, 11);
+        let mut tree = Tree::default();
+        for (name, bytes) in [
+            ("a", &a),
+            ("b-same", &a),
+            ("c-prefix", &prefix),
+            ("d-last", &last),
+            ("e", &small),
+            ("f", &small),
+        ] {
+            let size = bytes.len() as u64;
+            let kind = Kind::File {
+                source: FileSource::Bytes(bytes.clone().into()),
+                size,
+            };
+            tree.insert(
+                tree.root(),
+                name.as_bytes(),
+                kind,
+                Metadata::with_mode(0o644),
+            )
+            .unwrap();
+        }
+        for dedup in [true, false] {
+            let (_, inodes, _) = tables(
+                &tree,
+                Options {
+                    dedup,
+                    ..Options::default()
+                },
+            );
+            let big = 32 + 3 * 4;
+            let files: Vec<_> = (0..4).map(|i| file_inode(&inodes, i * big, 4096)).collect();
+            let e = file_inode(&inodes, 4 * big, 4096);
+            let f = file_inode(&inodes, 4 * big + 32, 4096);
+            assert_eq!(files[0] == files[1], dedup, "identical files");
+            assert_ne!(files[0].0, files[2].0, "shared prefix only");
+            assert_ne!(files[0].0, files[3].0, "last byte differs");
+            assert_eq!(
+                (e.1, e.2) == (f.1, f.2),
+                dedup,
+                "identical small files share the fragment"
+            );
+        }
+    }
 }
