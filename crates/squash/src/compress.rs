@@ -421,6 +421,9 @@ impl Compressor {
     /// For xz with BCJ filters this compresses once without a filter and once
     /// per filter and keeps the smallest; a tie keeps the earlier candidate.
     pub(crate) fn compress_data(&self, input: &[u8]) -> Option<Vec<u8>> {
+        if looks_incompressible(input) {
+            return None;
+        }
         match &self.engine {
             Engine::Gzip { level } => gzip(input, *level),
             Engine::Zstd { level } => zstd(input, *level),
@@ -454,6 +457,32 @@ impl Compressor {
             Engine::Xz { meta_dict_size, .. } => xz(input, *meta_dict_size, None, input.len()),
         }
     }
+}
+
+/// Bytes per probe sample.
+const PROBE_SAMPLE: usize = 4096;
+/// Number of samples a block is probed at.
+const PROBE_SAMPLES: usize = 4;
+
+/// A cheap test for data that no compressor will shrink (already compressed
+/// files: archives, images, `.xz`/`.gz`/`.zst` in a store path): four 4 KiB
+/// samples spread over the block, each given to zstd at its fastest level. Only
+/// if none of them shrinks by 2 % is the block stored raw without running the
+/// real compressor, which on such data spends its full effort for nothing
+/// (xz most of all: about 30× the probe's cost). A block with any compressible
+/// sample is compressed as usual, so the probe can only lose the rare block
+/// whose redundancy lies entirely between the samples.
+fn looks_incompressible(input: &[u8]) -> bool {
+    if input.len() < PROBE_SAMPLE * PROBE_SAMPLES * 2 {
+        return false;
+    }
+    let step = (input.len() - PROBE_SAMPLE) / (PROBE_SAMPLES - 1);
+    let mut output = [0u8; PROBE_SAMPLE * 98 / 100];
+    (0..PROBE_SAMPLES).all(|i| {
+        let sample = &input[i * step..i * step + PROBE_SAMPLE];
+        // An error means the frame did not fit: the sample did not shrink by 2 %.
+        zstd::bulk::compress_to_buffer(sample, &mut output, 1).is_err()
+    })
 }
 
 /// A zlib stream of `input`, if shorter than `input`.
@@ -1385,5 +1414,31 @@ mod tests {
                 }
             });
         }
+    }
+
+    #[test]
+    fn the_probe_skips_only_incompressible_blocks() {
+        let random: Vec<u8> = {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            (0..1 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        assert!(looks_incompressible(&random));
+        assert!(
+            !looks_incompressible(&random[..16 << 10]),
+            "too small to probe"
+        );
+        let text = b"portable service images built reproducibly ".repeat(30_000);
+        assert!(!looks_incompressible(&text[..1 << 20]));
+        // Compressible data anywhere under a sample is enough to compress the block.
+        let mut mixed = random.clone();
+        mixed[..8192].fill(b'a');
+        assert!(!looks_incompressible(&mixed));
     }
 }
