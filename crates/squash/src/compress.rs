@@ -1418,17 +1418,7 @@ mod tests {
 
     #[test]
     fn the_probe_skips_only_incompressible_blocks() {
-        let random: Vec<u8> = {
-            let mut x = 0x9e37_79b9_7f4a_7c15u64;
-            (0..1 << 20)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        };
+        let random = crate::testutil::noise(1 << 20, 0x9e37_79b9_7f4a_7c15);
         assert!(looks_incompressible(&random));
         assert!(
             !looks_incompressible(&random[..16 << 10]),

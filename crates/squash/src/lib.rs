@@ -24,6 +24,8 @@ mod host;
 mod inodes;
 mod meta;
 mod options;
+#[cfg(test)]
+mod testutil;
 mod tree;
 mod writer;
 

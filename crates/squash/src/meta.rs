@@ -104,19 +104,9 @@ pub(crate) fn lookup_table(comp: &Compressor, records: &[u8], start: u64) -> (Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::noise;
     use crate::Compression;
 
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
 
     fn gzip() -> Compressor {
         Compressor::new(&Compression::Gzip { level: 9 }, 4096).unwrap()

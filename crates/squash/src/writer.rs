@@ -482,6 +482,7 @@ fn split_xattr_name(name: &[u8]) -> Option<(u16, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::noise;
     use crate::{Compression, FileSource, Metadata};
     use std::io::{Cursor, Read};
 
@@ -788,17 +789,6 @@ mod tests {
         assert_eq!(at, root.len());
     }
 
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
 
     /// (blocks_start, fragment, offset, size words) of the basic file inode at `at`.
     fn file_inode(inodes: &[u8], at: usize, block_size: u64) -> (u32, u32, u32, Vec<u32>) {
