@@ -1,17 +1,18 @@
 //! The top level of `mkportable`'s clap interface: one subcommand per job.
 //!
 //! Each subcommand keeps its arguments and their translation in its own module
-//! (`squash.rs`, `mksquashfs.rs`); the future `build` (spec → portable image)
-//! and `closure` subcommands get theirs the same way.
+//! (`build.rs`, `closure.rs`, `squash.rs`, `mksquashfs.rs`).
 
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
-use crate::{mksquashfs, squash};
+use crate::{build, closure, mksquashfs, squash};
 
 const AFTER_HELP: &str = "\
 Examples:
+  mkportable build examples/demo/demo.toml -o out
+  mkportable closure ./result
   mkportable squash --comp xz --block-size 1M rootfs/ image.raw
   mkportable mksquashfs nix ROOT/* OUT.raw -quiet -noappend -exit-on-error \\
       -keep-as-directory -all-root -root-mode 755 -b 1M -comp xz -Xdict-size 100%
@@ -19,8 +20,9 @@ Examples:
 Invoked under the name `mksquashfs` (a symlink), mkportable behaves like
 `mkportable mksquashfs`.
 
-Exit status: 0 on success; 1 when the input is at fault (a missing or unreadable
-source, an existing output, a file that changed while read, a bad option value);
+Exit status: 0 on success; 1 when the input is at fault (an invalid spec, a missing
+or unreadable source or store path, an existing output, a file that changed while
+read, a bad option value);
 2 for usage errors and unexpected failures; 130 when interrupted (nothing is
 written then).";
 
@@ -37,6 +39,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build the portable service image a spec describes: DIR/NAME_VERSION.raw.
+    Build(build::Args),
+    /// Print the closure of store paths, one a line, sorted.
+    Closure(closure::Args),
     /// Pack host files and directories into a SquashFS image.
     Squash(squash::Args),
     /// Pack files with mksquashfs's syntax: SOURCE... DEST, then its options.
@@ -63,6 +69,8 @@ pub struct MksquashfsArgs {
 /// Runs the subcommand `cli` asks for.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Closure(args) => closure::run(args),
         Command::Squash(args) => squash::run(args),
         Command::Mksquashfs(args) => mksquashfs::run(&args.args),
     }

@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success, or stdout closed early (a broken pipe) |
-//! | 1    | the input is at fault: a missing or unreadable source, an existing output, a file that changed while read, a bad option value |
+//! | 1    | the input is at fault: a bad spec, a missing or unreadable source or store path, a closure source that lacks a path, an existing output, a file that changed while read, a bad option value |
 //! | 2    | a usage error (unknown option, missing value or path) or an unexpected failure |
 //! | 130  | interrupted by SIGINT or SIGTERM; nothing was written |
 
@@ -12,6 +12,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use mkportable_closure as closure;
 use mkportable_squash as squash;
 
 /// The input is at fault.
@@ -60,6 +61,11 @@ pub struct OutputExists {
     /// The flag that would allow it: `-noappend` or `--overwrite`.
     pub flag: &'static str,
 }
+
+/// A spec that breaks rules, shown as a heading and one indented line per
+/// problem (the spec crate's own lines, `file:line: field: message`).
+#[derive(Debug)]
+pub struct InvalidSpec(pub mkportable_spec::Error);
 
 /// The writer stopped on SIGINT or SIGTERM and removed its temporary file.
 #[derive(Debug)]
@@ -130,6 +136,33 @@ impl fmt::Display for OutputExists {
 
 impl std::error::Error for OutputExists {}
 
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.problems().len();
+        match &self.0 {
+            mkportable_spec::Error::Invalid { file, .. } if n > 0 => {
+                let s = if n == 1 { "" } else { "s" };
+                write!(f, "spec `{file}` is invalid ({n} problem{s}):")?;
+                for line in self.0.to_string().lines() {
+                    write!(f, "\n  {line}")?;
+                }
+                Ok(())
+            }
+            e => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for InvalidSpec {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            // The problems are all in the message already.
+            mkportable_spec::Error::Invalid { .. } => None,
+            e => std::error::Error::source(e),
+        }
+    }
+}
+
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -170,8 +203,27 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
         if let Some(err) = cause.downcast_ref::<squash::Error>() {
             return squash_code(err);
         }
+        if cause.is::<InvalidSpec>()
+            || cause.is::<mkportable_spec::Error>()
+            || cause.is::<mkportable_scaffold::Error>()
+        {
+            return INPUT;
+        }
+        if let Some(err) = cause.downcast_ref::<closure::Error>() {
+            return closure_code(err);
+        }
     }
     USAGE
+}
+
+/// Input at fault, except when Nix misbehaves or a store path cannot be inspected.
+fn closure_code(e: &closure::Error) -> u8 {
+    match e {
+        closure::Error::NixSpawn { .. }
+        | closure::Error::NixOutput { .. }
+        | closure::Error::Stat { .. } => USAGE,
+        _ => INPUT,
+    }
 }
 
 fn squash_code(e: &squash::Error) -> u8 {
@@ -352,6 +404,55 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(code_for(&e), want, "{e:#}");
         }
+    }
+
+    #[test]
+    fn spec_and_closure_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let invalid = mkportable_spec::Spec::from_toml_str(
+            "name = \"a_b\"\nversion = \"1\"\nunits = []\n",
+            dir.path(),
+            "s.toml",
+        )
+        .unwrap_err();
+        let syntax =
+            mkportable_spec::Spec::from_toml_str("name = 1\n", dir.path(), "s.toml").unwrap_err();
+        let missing = closure::Error::Missing {
+            paths: vec!["/nix/store/0nsmdy54iqf64dgak3gpnj2fivp0l8bg-a"
+                .parse()
+                .unwrap()],
+        };
+        let spawn = closure::Error::NixSpawn {
+            program: "nix-store".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        let cases: Vec<(anyhow::Error, u8)> = vec![
+            (InvalidSpec(invalid).into(), 1),
+            (InvalidSpec(syntax).into(), 1),
+            (anyhow::Error::from(missing).context("resolving"), 1),
+            (spawn.into(), 2),
+        ];
+        for (e, want) in cases {
+            assert_eq!(code_for(&e), want, "{e:#}");
+        }
+
+        let invalid = mkportable_spec::Spec::from_toml_str(
+            "name = \"a_b\"\nversion = \"1_0\"\nunits = [\"u.service\"]\n",
+            dir.path(),
+            "s.toml",
+        )
+        .unwrap_err();
+        let shown = format!("{:#}", anyhow::Error::from(InvalidSpec(invalid)));
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines[0], "spec `s.toml` is invalid (3 problems):",
+            "{shown}"
+        );
+        assert!(
+            lines[1..].iter().all(|l| l.starts_with("  s.toml:")),
+            "{shown}"
+        );
+        assert_eq!(lines.len(), 4, "{shown}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -133,15 +133,7 @@ pub fn run(mut job: Job) -> anyhow::Result<()> {
         return Err(exists(job.output).into());
     }
     let tree = Tree::from_sources(&job.sources, job.keep_as_directory, job.options.mkfs_time)?;
-    // Installed only now: until the writer runs there is nothing to clean up,
-    // so Ctrl-C may stop the process at once.
-    job.options.cancel = Some(cancel_on_signal()?);
-    let report = match write_image(&tree, &job.options, &job.output) {
-        Ok(report) => report,
-        Err(squash::Error::Interrupted) => return Err(Interrupted { output: job.output }.into()),
-        Err(squash::Error::OutputExists { path }) => return Err(exists(path).into()),
-        Err(e) => return Err(syntax.respell(e).into()),
-    };
+    let report = write(&tree, &mut job.options, &job.output, syntax)?;
     match job.reporting {
         Reporting::Quiet => {}
         Reporting::Summary => eprintln!("{}", summary(&job.output, &report)),
@@ -155,9 +147,39 @@ pub fn run(mut job: Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `tree` to `output` with `options`, stopping cleanly on SIGINT or
+/// SIGTERM; errors use the spellings of `syntax`.
+///
+/// # Errors
+///
+/// [`OutputExists`], [`Interrupted`], and the writer's other errors.
+pub fn write(
+    tree: &Tree,
+    options: &mut Options,
+    output: &Path,
+    syntax: Syntax,
+) -> anyhow::Result<Report> {
+    // Installed only now: until the writer runs there is nothing to clean up,
+    // so Ctrl-C may stop the process at once.
+    options.cancel = Some(cancel_on_signal()?);
+    match write_image(tree, options, output) {
+        Ok(report) => Ok(report),
+        Err(squash::Error::Interrupted) => Err(Interrupted {
+            output: output.to_path_buf(),
+        }
+        .into()),
+        Err(squash::Error::OutputExists { path }) => Err(OutputExists {
+            path,
+            flag: syntax.overwrite_flag(),
+        }
+        .into()),
+        Err(e) => Err(syntax.respell(e).into()),
+    }
+}
+
 impl Syntax {
     /// The flag that allows replacing an existing output.
-    fn overwrite_flag(self) -> &'static str {
+    pub fn overwrite_flag(self) -> &'static str {
         match self {
             Syntax::Squash => "--overwrite",
             Syntax::Mksquashfs => "-noappend",
@@ -248,7 +270,7 @@ pub fn json_report(output: &std::path::Path, r: &Report) -> String {
 }
 
 /// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
+pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -267,7 +289,7 @@ fn json_string(s: &str) -> String {
 }
 
 /// Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `3.0 GiB`.
-fn human(bytes: u64) -> String {
+pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

@@ -1,10 +1,13 @@
 //! The `mkportable` command line; invoked as `mksquashfs`, it speaks mksquashfs's syntax.
 //!
 //! Glue only: the work lives in the library crates. This binary parses
-//! arguments ([`args`], [`squash`], [`mksquashfs`]), runs one build ([`job`]),
-//! and turns any error into one line on stderr and an exit code ([`exit`]).
+//! arguments ([`args`], [`build`], [`closure`], [`squash`], [`mksquashfs`]),
+//! runs one build ([`job`]), and turns any error into a message on stderr and
+//! an exit code ([`exit`]).
 
 mod args;
+mod build;
+mod closure;
 mod exit;
 mod job;
 mod mksquashfs;

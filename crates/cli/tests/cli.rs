@@ -416,3 +416,210 @@ fn interrupt_or_termination_leaves_nothing_behind() {
         );
     }
 }
+
+/// A spec for `mkportable build` in `dir`: two units, a host folder, a symlink.
+fn write_demo_spec(dir: &Dir) {
+    dir.write(
+        "units/demo.service",
+        b"[Service]\nExecStart=/opt/demo/hello\n",
+    );
+    dir.write(
+        "units/demo.socket",
+        b"[Socket]\nListenStream=7777\nAccept=yes\n",
+    );
+    dir.write(
+        "demo.toml",
+        br#"name = "demo"
+version = "1.0"
+units = ["units/demo.service", "units/demo.socket"]
+contents = [{ source = "src", target = "/opt/demo" }]
+symlinks = [{ object = "/opt/demo/hello.txt", symlink = "/usr/bin/hello" }]
+"#,
+    );
+}
+
+#[test]
+fn build_writes_name_version_raw_and_a_summary() {
+    let dir = Dir::new();
+    write_demo_spec(&dir);
+    let run = dir.mkportable("build demo.toml -o out");
+    run.succeeds();
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("wrote `out/demo_1.0.raw`: 8 files (0 store paths), ")
+            && run.stderr.contains(", duplicates saved 4.9 KiB, ")
+            && run.stderr.lines().count() == 1,
+        "{run:?}"
+    );
+    let want = Superblock {
+        mkfs_time: 0,
+        block_size: 1 << 20,
+        compression: 4,
+        exportable: false,
+    };
+    assert_eq!(superblock(&dir.path("out/demo_1.0.raw")), want);
+    assert_eq!(dir.ls("out"), ["demo_1.0.raw"]);
+
+    // An existing image is refused, and left alone.
+    let before = fs::read(dir.path("out/demo_1.0.raw")).unwrap();
+    assert_eq!(
+        dir.mkportable("build demo.toml -o out").fails(1),
+        "error: `out/demo_1.0.raw` already exists (appending is not supported; --overwrite replaces it)"
+    );
+    assert_eq!(fs::read(dir.path("out/demo_1.0.raw")).unwrap(), before);
+
+    // The same inputs give the same bytes, at any thread count.
+    dir.mkportable("build demo.toml -o again --threads 1 -q")
+        .succeeds();
+    assert_eq!(fs::read(dir.path("again/demo_1.0.raw")).unwrap(), before);
+
+    let run = dir.run_with(
+        Path::new(BIN),
+        "build demo.toml -o out --overwrite --json",
+        Some("1700000000"),
+    );
+    assert!(run.succeeds().stderr.is_empty(), "{run:?}");
+    let line = run.stdout.strip_suffix('\n').unwrap();
+    assert!(
+        line.starts_with(r#"{"type":"build-report","version":1,"output":"out/demo_1.0.raw","name":"demo","image_version":"1.0","store_paths":0,"#)
+            && line.contains(r#""files":8,"#)
+            && !line.contains('\n'),
+        "{line}"
+    );
+    assert_eq!(
+        superblock(&dir.path("out/demo_1.0.raw")).mkfs_time,
+        1_700_000_000
+    );
+}
+
+#[test]
+fn build_reports_every_spec_problem_and_writes_nothing() {
+    let dir = Dir::new();
+    write_demo_spec(&dir);
+    dir.write(
+        "bad.toml",
+        br#"name = "demo"
+version = "1_0"
+units = ["units/demo.service", { source = "units/demo.socket", name = "other.socket" }]
+block-size = "3K"
+"#,
+    );
+    let run = dir.mkportable("build bad.toml -o out");
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines[0], "error: spec `bad.toml` is invalid (3 problems):",
+        "{run:?}"
+    );
+    assert!(lines[1].starts_with("  bad.toml:2: version: `1_0` contains '_'"));
+    assert!(lines[2]
+        .starts_with("  bad.toml:3: units[1].name: `other.socket` does not start with `demo`"));
+    assert!(lines[3].starts_with("  bad.toml:4: block-size: `3K`"));
+    assert_eq!(lines.len(), 4, "{run:?}");
+    assert!(!dir.path("out").exists());
+
+    dir.write("syntax.json", b"{\"name\": \"demo\",}");
+    assert_eq!(
+        dir.mkportable("build syntax.json -o out").fails(1),
+        "error: syntax.json:1:17: trailing comma"
+    );
+    assert!(dir
+        .mkportable("build nope.toml")
+        .fails(1)
+        .starts_with("error: cannot read `nope.toml`: "));
+    assert_eq!(dir.mkportable("build").code, Some(2));
+    assert!(!dir.path("out").exists());
+}
+
+/// A store in `dir/store` with objects `a` -> `b` (and `c`, unreferenced), and
+/// a references graph of it in `graph`; returns the store paths a, b, c.
+fn fake_store(dir: &Dir) -> [String; 3] {
+    let store = dir.path("store");
+    let [a, b, c] = [
+        "0nsmdy54iqf64dgak3gpnj2fivp0l8bg-a",
+        "28i8hbli7jg1jl3j9ygssgs2sj575yxd-b",
+        "3bv99gnzi8lc0j4w3b4ps3vf7md97vax-c",
+    ]
+    .map(|base| format!("{}/{base}", store.display()));
+    dir.write(&format!("store/{}/bin/a", &a[a.len() - 34..]), b"a\n");
+    dir.write(&format!("store/{}/lib/b", &b[b.len() - 34..]), b"b\n");
+    dir.write(&format!("store/{}/c", &c[c.len() - 34..]), b"c\n");
+    dir.write(
+        "graph",
+        format!("{a}\n\n1\n{b}\n{b}\n\n0\n{c}\n\n0\n").as_bytes(),
+    );
+    [a, b, c]
+}
+
+#[test]
+fn build_takes_the_closure_from_closure_info() {
+    let dir = Dir::new();
+    let [a, b, _] = fake_store(&dir);
+    dir.write(
+        "units/app.service",
+        format!("[Service]\nExecStart={a}/bin/a\n").as_bytes(),
+    );
+    let store = dir.path("store");
+    dir.write(
+        "app.json",
+        format!(
+            r#"{{"name": "app", "version": "2", "units": ["units/app.service"], "contents": ["{a}"],
+               "store-dir": "{}", "closure-info": "graph"}}"#,
+            store.display()
+        )
+        .as_bytes(),
+    );
+    let run = dir.mkportable("build app.json --json -q");
+    assert!(
+        run.succeeds().stdout.contains(r#""store_paths":2,"#),
+        "{run:?}"
+    );
+    assert_eq!(
+        dir.ls("."),
+        ["app.json", "app_2.raw", "graph", "src", "store", "units"]
+    );
+
+    // --closure-info replaces the spec's, here with a graph whose reference is missing.
+    dir.write(
+        "other-graph",
+        format!("{a}\n\n1\n{b}-gone\n{b}-gone\n\n0\n").as_bytes(),
+    );
+    assert_eq!(
+        dir.mkportable("build app.json -o out --closure-info other-graph")
+            .fails(1),
+        format!(
+            "error: resolving the store paths of the image: store path `{b}-gone` does not exist"
+        )
+    );
+    assert!(!dir.path("out").exists());
+}
+
+#[test]
+fn closure_prints_sorted_store_paths() {
+    let dir = Dir::new();
+    let [a, b, c] = fake_store(&dir);
+    let store = dir.path("store");
+    let run = dir.mkportable(&format!(
+        "closure {a}/bin/a --closure-info graph --store-dir {}",
+        store.display()
+    ));
+    assert_eq!(run.succeeds().stdout, format!("{a}\n{b}\n"));
+    let run = dir.mkportable(&format!(
+        "closure {c} {a} --closure-info graph --store-dir {}",
+        store.display()
+    ));
+    assert_eq!(run.succeeds().stdout, format!("{a}\n{b}\n{c}\n"));
+    assert_eq!(
+        dir.mkportable(&format!(
+            "closure src --closure-info graph --store-dir {}",
+            store.display()
+        ))
+        .fails(1),
+        format!(
+            "error: `src` is not inside the store directory `{}`",
+            store.display()
+        )
+    );
+    assert_eq!(dir.mkportable("closure").code, Some(2));
+}
