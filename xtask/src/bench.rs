@@ -1,0 +1,786 @@
+//! `cargo xtask bench`: whole-process benchmarks of `mkportable` against
+//! mksquashfs 4.5.1 and gensquashfs, with the compression lower bound.
+//!
+//! ```text
+//! cargo xtask bench [--quick] [--dry-run] [--write] [--runs N] [--filter PAT]... [--no-bound]
+//! ```
+//!
+//! - `--quick`: one small corpus (std's HTML docs from the Rust toolchain,
+//!   ~120 MB), every setting at 1 and 2 threads, 3 runs: a few minutes.
+//!   Without it, the full run: the toolchain's `lib/`, its `share/doc`, the
+//!   whole toolchain and the large Nix fixture (see [`full_plan`]; about two
+//!   hours on 2 cores).
+//! - `--dry-run`: print the plan and every command, run nothing.
+//! - `--write`: afterwards, regenerate the results section of `BENCHMARKS.md`
+//!   (between its `bench:results` markers; the text above is hand-written).
+//! - `--runs N`: N timed runs per tool and cell instead of the plan's count.
+//! - `--filter PAT`: only the cells whose id (`corpus/setting/Nt`, e.g.
+//!   `rust-doc/xz/1t`, `nix-1024`) contains PAT.
+//! - `--no-bound`: skip the lower bound.
+//!
+//! Each cell (corpus, setting, threads) runs its tools interleaved, A B C
+//! A B C …, after one untimed warm-up run per tool and corpus; the page cache
+//! stays warm. Each process is timed whole: wall clock, user+system CPU and
+//! peak RSS (GNU time), and the image size. Tables go to stdout, everything
+//! to `target/bench/results.json`. Benchmarks are not tests: the exit status
+//! says only whether every run completed, never whether a target was met.
+
+mod bound;
+mod corpus;
+mod measure;
+mod report;
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::harness::{cargo, flush, project_root, version_line, which};
+use corpus::{Corpus, Kind, Toolchain};
+use measure::Invocation;
+use report::{CellResult, CorpusResult, Meta, Run, ToolResult};
+
+/// A compressor family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// xz (LZMA2), CRC32.
+    Xz,
+    /// zstd.
+    Zstd,
+    /// zlib streams.
+    Gzip,
+}
+
+/// Compression settings, as each tool spells them.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Short name, the middle part of cell ids.
+    pub name: &'static str,
+    /// The compressor.
+    pub codec: Codec,
+    /// Its level (xz preset, zstd level, zlib level).
+    pub level: u32,
+    /// Block size, bytes.
+    pub block_size: u32,
+    /// mksquashfs's options (also those of `mkportable mksquashfs`).
+    pub mksquashfs: &'static [&'static str],
+    /// gensquashfs's options for the same.
+    pub gensquashfs: &'static [&'static str],
+}
+
+/// The seed's settings (nixpkgs `portableService`'s default).
+pub const XZ: Setting = Setting {
+    name: "xz",
+    codec: Codec::Xz,
+    level: 6,
+    block_size: 1 << 20,
+    mksquashfs: &["-comp", "xz", "-Xdict-size", "100%", "-b", "1M"],
+    gensquashfs: &["-c", "xz", "-X", "dictsize=100%,level=6", "-b", "1048576"],
+};
+
+/// zstd at mksquashfs's default level with 1 MiB blocks.
+pub const ZSTD: Setting = Setting {
+    name: "zstd",
+    codec: Codec::Zstd,
+    level: 15,
+    block_size: 1 << 20,
+    mksquashfs: &["-comp", "zstd", "-Xcompression-level", "15", "-b", "1M"],
+    gensquashfs: &["-c", "zstd", "-X", "level=15", "-b", "1048576"],
+};
+
+/// gzip (zlib level 9, mksquashfs's default) with 128 KiB blocks.
+pub const GZIP: Setting = Setting {
+    name: "gzip",
+    codec: Codec::Gzip,
+    level: 9,
+    block_size: 128 << 10,
+    mksquashfs: &["-comp", "gzip", "-b", "128K"],
+    gensquashfs: &["-c", "gzip", "-X", "level=9", "-b", "131072"],
+};
+
+/// Options every mksquashfs-compatible run gets.
+const COMMON: [&str; 4] = ["-noappend", "-quiet", "-no-progress", "-all-root"];
+
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--dry-run] [--write] [--runs N] [--filter PAT]... [--no-bound]";
+
+#[derive(Debug, Default)]
+struct Args {
+    quick: bool,
+    dry_run: bool,
+    write: bool,
+    runs: Option<usize>,
+    filters: Vec<String>,
+    no_bound: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>> {
+    let mut parsed = Args::default();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .with_context(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--quick" => parsed.quick = true,
+            "--dry-run" => parsed.dry_run = true,
+            "--write" => parsed.write = true,
+            "--no-bound" => parsed.no_bound = true,
+            "--runs" => {
+                let v = value("--runs")?;
+                match v.parse::<usize>() {
+                    Ok(n) if n > 0 => parsed.runs = Some(n),
+                    _ => bail!("--runs wants a positive number, not `{v}`\n{USAGE}"),
+                }
+            }
+            "--filter" => parsed.filters.push(value("--filter")?),
+            "-h" | "--help" | "help" => return Ok(None),
+            other => bail!("unknown option `{other}`\n{USAGE}"),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+/// `cargo xtask bench ARGS…` (the arguments after `bench`).
+pub fn main(args: impl Iterator<Item = String>) -> ExitCode {
+    let args = match parse_args(args) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg!(debug_assertions) && !args.dry_run {
+        return rerun_in_release();
+    }
+    match bench(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One cell of the plan: a corpus, a setting, a thread count, a run count.
+#[derive(Debug, Clone)]
+struct Cell {
+    corpus: usize,
+    setting: Setting,
+    threads: usize,
+    runs: usize,
+}
+
+/// The corpora and the cells to run.
+#[derive(Debug)]
+struct Plan {
+    mode: &'static str,
+    corpora: Vec<Corpus>,
+    cells: Vec<Cell>,
+}
+
+impl Plan {
+    fn id(&self, cell: &Cell) -> String {
+        format!(
+            "{}/{}/{}t",
+            self.corpora[cell.corpus].name, cell.setting.name, cell.threads
+        )
+    }
+}
+
+/// Thread counts to measure: 1, 2 and every core, each once.
+fn thread_counts(cores: usize) -> Vec<usize> {
+    let mut t = vec![1, 2, cores];
+    t.retain(|&n| n <= cores.max(2));
+    t.sort_unstable();
+    t.dedup();
+    t.reverse();
+    t
+}
+
+/// The quick plan: std's HTML docs, every setting at every thread count, 3 runs.
+fn quick_plan(tc: &Toolchain, cores: usize) -> Plan {
+    let mut cells = Vec::new();
+    for setting in [XZ, ZSTD, GZIP] {
+        for threads in thread_counts(cores) {
+            cells.push(Cell {
+                corpus: 0,
+                setting,
+                threads,
+                runs: 3,
+            });
+        }
+    }
+    Plan {
+        mode: "quick",
+        corpora: vec![corpus::quick(tc)],
+        cells,
+    }
+}
+
+/// The full plan. On 2 cores, xz compresses binaries at ~4 MB/s per core,
+/// so five runs of everything at 1 and 2 threads would take most of a day;
+/// the plan spends its time where the targets are:
+///
+/// | corpus | size | cells | runs |
+/// |---|---|---|---|
+/// | rust-doc (`share/doc`) | ~800 MB | xz, zstd, gzip at 1 and 2 threads | 3 |
+/// | rust-lib (`lib/`) | ~520 MB | xz, zstd, gzip at 2 threads | 3 |
+/// | rust-toolchain (all) | ~1.3 GB | xz at 2 threads | 2 |
+/// | nix-1024 | ~1 GiB | `mkportable build` vs the seed's pipeline, all cores | 3 |
+fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
+    let corpora = vec![
+        corpus::doc(tc),
+        corpus::lib(tc),
+        corpus::toolchain(tc),
+        corpus::nix(root, work),
+    ];
+    let mut cells = Vec::new();
+    for setting in [XZ, ZSTD, GZIP] {
+        for threads in thread_counts(cores) {
+            cells.push(Cell {
+                corpus: 0,
+                setting,
+                threads,
+                runs: 3,
+            });
+        }
+    }
+    for setting in [XZ, ZSTD, GZIP] {
+        cells.push(Cell {
+            corpus: 1,
+            setting,
+            threads: cores,
+            runs: 3,
+        });
+    }
+    cells.push(Cell {
+        corpus: 2,
+        setting: XZ,
+        threads: cores,
+        runs: 2,
+    });
+    cells.push(Cell {
+        corpus: 3,
+        setting: XZ,
+        threads: cores,
+        runs: 3,
+    });
+    Plan {
+        mode: "full",
+        corpora,
+        cells,
+    }
+}
+
+/// Where the images go, and the name each tool's is known by.
+#[derive(Debug)]
+struct Paths {
+    work: PathBuf,
+    out: PathBuf,
+    bin: PathBuf,
+}
+
+/// The tools a cell compares, ours first, the reference second.
+fn contenders(corpus: &Corpus, cell: &Cell, paths: &Paths) -> Result<Vec<(String, Invocation)>> {
+    let threads = cell.threads.to_string();
+    match &corpus.kind {
+        Kind::Tree(src) => {
+            let mut squash_args: Vec<OsString> = Vec::new();
+            squash_args.extend(COMMON.iter().map(OsString::from));
+            squash_args.extend(cell.setting.mksquashfs.iter().map(OsString::from));
+            squash_args.push("-processors".into());
+            squash_args.push(threads.clone().into());
+            let image = |name: &str| paths.out.join(format!("{name}.sqfs"));
+            let ours_out = image("mkportable");
+            let mut ours: Vec<OsString> =
+                vec!["mksquashfs".into(), src.into(), ours_out.clone().into()];
+            ours.extend(squash_args.iter().cloned());
+            let ref_out = image("mksquashfs");
+            let mut reference: Vec<OsString> = vec![src.into(), ref_out.clone().into()];
+            reference.extend(squash_args.iter().cloned());
+            let gen_out = image("gensquashfs");
+            let mut gen: Vec<OsString> = vec!["--pack-dir".into(), src.into()];
+            // -e: an NFS export table as mksquashfs writes by default;
+            // -T: no tail packing, as mksquashfs's default.
+            for a in ["--all-root", "-e", "-T", "-q", "-f", "-j", &threads] {
+                gen.push(a.into());
+            }
+            gen.extend(cell.setting.gensquashfs.iter().map(OsString::from));
+            gen.push(gen_out.clone().into());
+            Ok(vec![
+                (
+                    "mkportable".into(),
+                    Invocation {
+                        program: paths.bin.clone(),
+                        args: ours,
+                        clear: vec![ours_out.clone()],
+                        output: ours_out,
+                    },
+                ),
+                (
+                    "mksquashfs".into(),
+                    Invocation {
+                        program: which("mksquashfs").unwrap_or_else(|| "mksquashfs".into()),
+                        args: reference,
+                        clear: vec![ref_out.clone()],
+                        output: ref_out,
+                    },
+                ),
+                (
+                    "gensquashfs".into(),
+                    Invocation {
+                        program: which("gensquashfs").unwrap_or_else(|| "gensquashfs".into()),
+                        args: gen,
+                        clear: vec![gen_out.clone()],
+                        output: gen_out,
+                    },
+                ),
+            ])
+        }
+        Kind::Nix(nix) => {
+            let build_dir = paths.out.join("build");
+            let build_out = build_dir.join("bigfx_1.raw");
+            let seed_out = paths.out.join("seed.raw");
+            let seed_work = paths.work.join("seed-work");
+            Ok(vec![
+                (
+                    "mkportable build".into(),
+                    Invocation {
+                        program: paths.bin.clone(),
+                        args: vec![
+                            "build".into(),
+                            nix.spec().into(),
+                            "-o".into(),
+                            build_dir.into(),
+                            "--overwrite".into(),
+                            "--quiet".into(),
+                        ],
+                        clear: vec![build_out.clone()],
+                        output: build_out,
+                    },
+                ),
+                (
+                    "seed pipeline".into(),
+                    Invocation {
+                        program: which("bash").unwrap_or_else(|| "bash".into()),
+                        args: vec![
+                            nix.seed_script().into(),
+                            seed_work.clone().into(),
+                            nix.closure_info().join("store-paths").into(),
+                            nix.scaffold().into(),
+                            seed_out.clone().into(),
+                        ],
+                        clear: vec![seed_work, seed_out.clone()],
+                        output: seed_out,
+                    },
+                ),
+            ])
+        }
+    }
+}
+
+/// What the bound compresses for a corpus.
+fn bound_roots(corpus: &Corpus) -> Result<Vec<PathBuf>> {
+    match &corpus.kind {
+        Kind::Tree(p) => Ok(vec![p.clone()]),
+        Kind::Nix(nix) => nix.store_paths(),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn bench(args: &Args) -> Result<bool> {
+    let root = project_root();
+    let work = root.join("target").join("bench");
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let paths = Paths {
+        out: work.join("out"),
+        bin: target.join("release").join("mkportable"),
+        work: work.clone(),
+    };
+    let cores = cores();
+    let tc = Toolchain::find()?;
+    let mut plan = if args.quick {
+        quick_plan(&tc, cores)
+    } else {
+        full_plan(&tc, &root, &work, cores)
+    };
+    let ids: Vec<String> = plan.cells.iter().map(|c| plan.id(c)).collect();
+    let keep: Vec<bool> = ids
+        .iter()
+        .map(|id| args.filters.is_empty() || args.filters.iter().any(|f| id.contains(f.as_str())))
+        .collect();
+    let mut k = keep.iter();
+    plan.cells.retain(|_| *k.next().expect("one flag per cell"));
+    if plan.cells.is_empty() {
+        bail!(
+            "no cell matches the filter {:?}; cells: {}",
+            args.filters,
+            ids.join(", ")
+        );
+    }
+    if let Some(n) = args.runs {
+        for cell in &mut plan.cells {
+            cell.runs = n;
+        }
+    }
+    if args.dry_run {
+        return dry_run(&plan, &paths, &tc, args).map(|()| true);
+    }
+
+    preflight(&plan)?;
+    build_ours()?;
+    fs::create_dir_all(&paths.out)?;
+    let started = Instant::now();
+    let mut run = Run {
+        meta: Meta::collect(plan.mode, &args.filters, &paths.bin, &tc, cores),
+        corpora: Vec::new(),
+        cells: Vec::new(),
+    };
+    let json_path = work.join("results.json");
+    let mut all_ok = true;
+    for (ci, corpus) in plan.corpora.iter().enumerate() {
+        let cells: Vec<&Cell> = plan.cells.iter().filter(|c| c.corpus == ci).collect();
+        if cells.is_empty() {
+            continue;
+        }
+        if let Kind::Nix(nix) = &corpus.kind {
+            nix.ensure()?;
+            nix.set_up()?;
+        }
+        let roots = bound_roots(corpus)?;
+        let census = corpus::census(&roots)?;
+        println!();
+        println!("== {}: {}", corpus.name, corpus.about);
+        println!(
+            "   {} ({}): {} files, {:.1} MiB, {} folders",
+            roots_label(corpus),
+            corpus.revision,
+            census.files,
+            census.bytes as f64 / 1048576.0,
+            census.dirs
+        );
+        flush();
+        let mut result = CorpusResult {
+            name: corpus.name.to_string(),
+            about: corpus.about.clone(),
+            path: roots_label(corpus),
+            revision: corpus.revision.clone(),
+            census,
+            bounds: Vec::new(),
+        };
+        if !args.no_bound {
+            let mut settings: Vec<Setting> = Vec::new();
+            for c in &cells {
+                if !settings.iter().any(|s| s.name == c.setting.name) {
+                    settings.push(c.setting);
+                }
+            }
+            for s in settings {
+                print!("   bound {}: one core compressing every block … ", s.name);
+                flush();
+                let b = bound::measure(&roots, &s)?;
+                println!("{}", report::bound_line(&b));
+                result.bounds.push((s.name.to_string(), b));
+            }
+        }
+        run.corpora.push(result);
+
+        // One untimed warm-up run per tool: the cheapest cell of the corpus.
+        let warm = cells
+            .iter()
+            .find(|c| c.setting.name == GZIP.name && c.threads == cores)
+            .or_else(|| cells.iter().find(|c| c.setting.name == GZIP.name))
+            .unwrap_or(&cells[0]);
+        let mut broken: Vec<String> = Vec::new();
+        for (name, inv) in contenders(corpus, warm, &paths)? {
+            print!("   warm-up {name} ({}) … ", plan.id(warm));
+            flush();
+            match measure::run(&inv, &work) {
+                Ok(s) => println!("{:.2}s", s.wall),
+                Err(e) => {
+                    println!("FAILED\n{e:#}");
+                    broken.push(name);
+                    all_ok = false;
+                }
+            }
+        }
+
+        for cell in cells {
+            let id = plan.id(cell);
+            let tools = contenders(corpus, cell, &paths)?;
+            println!();
+            println!("-- {id}: {} runs each, interleaved", cell.runs);
+            flush();
+            let load_before = loadavg();
+            let mut results: Vec<ToolResult> = tools
+                .iter()
+                .map(|(name, inv)| ToolResult {
+                    name: name.clone(),
+                    command: inv.show(),
+                    samples: Vec::new(),
+                    error: broken
+                        .contains(name)
+                        .then(|| "the warm-up run failed".to_string()),
+                })
+                .collect();
+            for round in 0..cell.runs {
+                let mut line = format!("   round {}/{}:", round + 1, cell.runs);
+                for ((name, inv), res) in tools.iter().zip(&mut results) {
+                    if res.error.is_some() {
+                        continue;
+                    }
+                    match measure::run(inv, &work) {
+                        Ok(s) => {
+                            line.push_str(&format!("  {name} {:.2}s", s.wall));
+                            res.samples.push(s);
+                        }
+                        Err(e) => {
+                            println!("   {name} FAILED: {e:#}");
+                            res.error = Some(format!("{e:#}"));
+                            all_ok = false;
+                        }
+                    }
+                }
+                println!("{line}");
+                flush();
+            }
+            let cell_result = CellResult {
+                id,
+                corpus: corpus.name.to_string(),
+                setting: cell.setting,
+                threads: cell.threads,
+                runs: cell.runs,
+                tools: results,
+                load_before,
+                load_after: loadavg(),
+            };
+            let bound = run
+                .corpora
+                .last()
+                .and_then(|c| c.bound(cell.setting.name))
+                .cloned();
+            println!("{}", report::text_table(&cell_result, bound.as_ref()));
+            flush();
+            run.cells.push(cell_result);
+            run.meta.finish(started.elapsed());
+            fs::write(&json_path, report::json(&run))
+                .with_context(|| format!("writing {}", json_path.display()))?;
+        }
+        if let Kind::Nix(_) = &corpus.kind {
+            let _ = fs::remove_dir_all(paths.work.join("seed-work"));
+        }
+    }
+    run.meta.finish(started.elapsed());
+    fs::write(&json_path, report::json(&run))
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    println!();
+    println!("{}", report::targets_text(&run));
+    println!("results: {}", json_path.display());
+    if args.write {
+        let md = root.join("BENCHMARKS.md");
+        report::write_markdown(&md, &run)?;
+        println!("rewrote the results section of {}", md.display());
+    }
+    Ok(all_ok)
+}
+
+/// Where a corpus's files are, in one line.
+fn roots_label(corpus: &Corpus) -> String {
+    match &corpus.kind {
+        Kind::Tree(p) => p.display().to_string(),
+        Kind::Nix(nix) => {
+            let list = nix.closure_info().join("store-paths");
+            match nix.store_paths() {
+                Ok(p) => format!("{} ({} store paths)", list.display(), p.len()),
+                Err(_) => list.display().to_string(),
+            }
+        }
+    }
+}
+
+/// The 1, 5 and 15-minute load averages.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Checks that the tools the plan runs are installed.
+fn preflight(plan: &Plan) -> Result<()> {
+    let mut missing = Vec::new();
+    if !Path::new(measure::GNU_TIME).is_file() {
+        missing.push(format!("{} (apt-get install time)", measure::GNU_TIME));
+    }
+    let trees = plan
+        .cells
+        .iter()
+        .any(|c| matches!(plan.corpora[c.corpus].kind, Kind::Tree(_)));
+    let mut tools = vec![("mksquashfs", "squashfs-tools"), ("sync", "coreutils")];
+    if trees {
+        tools.push(("gensquashfs", "squashfs-tools-ng"));
+    } else {
+        tools.push(("bash", "bash"));
+    }
+    for (tool, package) in tools {
+        if which(tool).is_none() {
+            missing.push(format!("{tool} (apt-get install {package})"));
+        }
+    }
+    if !missing.is_empty() {
+        bail!("missing: {}", missing.join(", "));
+    }
+    let v = version_line("mksquashfs", "-version");
+    if !v.contains("4.5.1") {
+        println!("note: the targets are against mksquashfs 4.5.1; this is `{v}`");
+    }
+    Ok(())
+}
+
+/// `$CARGO build --release -p mkportable`.
+fn build_ours() -> Result<()> {
+    println!(
+        "building: {} build --release -p mkportable",
+        cargo().to_string_lossy()
+    );
+    flush();
+    let status = Command::new(cargo())
+        .args(["build", "--release", "-p", "mkportable"])
+        .current_dir(project_root())
+        .stdin(Stdio::null())
+        .status()
+        .context("running cargo build --release")?;
+    if !status.success() {
+        bail!("`cargo build --release -p mkportable` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Prints the plan and every command without running anything.
+fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()> {
+    println!(
+        "cargo xtask bench ({}): dry run, nothing is run or built",
+        plan.mode
+    );
+    println!(
+        "machine: {} cores; corpus toolchain {} at {} ({})",
+        cores(),
+        tc.name,
+        tc.dir.display(),
+        tc.rustc
+    );
+    println!(
+        "ours: {} (from `{} build --release -p mkportable`)",
+        paths.bin.display(),
+        cargo().to_string_lossy()
+    );
+    println!(
+        "each timed run: remove its previous output, `sync` (untimed), then\n  \
+         {} -o {} -f '%U %S %M' COMMAND   (wall from the xtask's clock)",
+        measure::GNU_TIME,
+        paths.work.join("time.txt").display()
+    );
+    if let Err(e) = preflight(plan) {
+        println!("warning: {e:#}");
+    }
+    let (mut timed, mut warm) = (0, 0);
+    for (ci, corpus) in plan.corpora.iter().enumerate() {
+        let cells: Vec<&Cell> = plan.cells.iter().filter(|c| c.corpus == ci).collect();
+        if cells.is_empty() {
+            continue;
+        }
+        println!();
+        println!("== {}: {}", corpus.name, corpus.about);
+        println!("   {} ({})", roots_label(corpus), corpus.revision);
+        if let Kind::Nix(nix) = &corpus.kind {
+            println!(
+                "   set-up: {} -o {} -s {} unless built; spec {}, scaffold {}, script {}",
+                nix.script.display(),
+                nix.fixture.display(),
+                corpus::NIX_FIXTURE_MIB,
+                nix.spec().display(),
+                nix.scaffold().display(),
+                nix.seed_script().display()
+            );
+        }
+        if !args.no_bound {
+            let mut names: Vec<&str> = cells.iter().map(|c| c.setting.name).collect();
+            names.dedup();
+            println!(
+                "   bound: {} — one core, in-process, every block compressed with liblzma/zstd/flate2 as mkportable-squash does",
+                names.join(", ")
+            );
+        }
+        let warm_cell = cells
+            .iter()
+            .find(|c| c.setting.name == GZIP.name && c.threads == cores())
+            .or_else(|| cells.iter().find(|c| c.setting.name == GZIP.name))
+            .unwrap_or(&cells[0]);
+        let n_tools = contenders(corpus, warm_cell, paths)?.len();
+        println!(
+            "   warm-up: one untimed run per tool of {}",
+            plan.id(warm_cell)
+        );
+        warm += n_tools;
+        for cell in cells {
+            println!(
+                "   -- {}: {} runs each, interleaved A B C A B C …",
+                plan.id(cell),
+                cell.runs
+            );
+            for (name, inv) in contenders(corpus, cell, paths)? {
+                println!("      {name}: {}", inv.show());
+                timed += cell.runs;
+            }
+        }
+    }
+    println!();
+    println!("{timed} timed runs and {warm} warm-up runs");
+    Ok(())
+}
+
+/// Runs this same command from a release build of xtask: the bound must
+/// compress with the C libraries (and miniz_oxide) built as they are in
+/// `target/release/mkportable` (`-O3`), not as in a dev build (`-O2`).
+fn rerun_in_release() -> ExitCode {
+    println!("rerunning from a release build of xtask, so that the bound's compressors are built as mkportable's");
+    flush();
+    let status = Command::new(cargo())
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+        ])
+        .args(env::args_os().skip(2))
+        .current_dir(project_root())
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => ExitCode::from(s.code().map_or(2, |c| c.clamp(1, 255) as u8)),
+        Err(e) => {
+            eprintln!("error: cannot run cargo run --release: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
