@@ -79,7 +79,14 @@ pub const XZ: Setting = Setting {
     level: 6,
     block_size: 1 << 20,
     mksquashfs: &["-comp", "xz", "-Xdict-size", "100%", "-b", "1M"],
-    gensquashfs: &["-c", "xz", "-X", "dictsize=100%,level=6", "-b", "1048576"],
+    gensquashfs: &[
+        "-c",
+        "xz",
+        "-X",
+        "dictsize=1048576,level=6",
+        "-b",
+        "1048576",
+    ],
 };
 
 /// zstd at mksquashfs's default level with 1 MiB blocks.
@@ -233,7 +240,7 @@ fn quick_plan(tc: &Toolchain, cores: usize) -> Plan {
 }
 
 /// The full plan. On 2 cores, xz compresses binaries at ~4 MB/s per core,
-/// so five runs of everything at 1 and 2 threads would take most of a day;
+/// so five runs of everything at 1 and 2 threads would take some nine hours;
 /// the plan spends its time where the targets are:
 ///
 /// | corpus | size | cells | runs |
@@ -394,6 +401,21 @@ fn contenders(corpus: &Corpus, cell: &Cell, paths: &Paths) -> Result<Vec<(String
     }
 }
 
+/// The untimed warm-up run of each tool: the cheapest setting (gzip at every
+/// core) for a tree, whatever the cell is otherwise; it loads the corpus and
+/// the programs into the page cache.
+fn warm_up_cell(corpus: &Corpus, first: &Cell, cores: usize) -> Cell {
+    match corpus.kind {
+        Kind::Tree(_) => Cell {
+            setting: GZIP,
+            threads: cores,
+            runs: 1,
+            ..first.clone()
+        },
+        Kind::Nix(_) => first.clone(),
+    }
+}
+
 /// What the bound compresses for a corpus.
 fn bound_roots(corpus: &Corpus) -> Result<Vec<PathBuf>> {
     match &corpus.kind {
@@ -450,7 +472,7 @@ fn bench(args: &Args) -> Result<bool> {
     fs::create_dir_all(&paths.out)?;
     let started = Instant::now();
     let mut run = Run {
-        meta: Meta::collect(plan.mode, &args.filters, &paths.bin, &tc, cores),
+        meta: Meta::collect(plan.mode, command_line(), &paths.bin, &tc, cores),
         corpora: Vec::new(),
         cells: Vec::new(),
     };
@@ -504,11 +526,7 @@ fn bench(args: &Args) -> Result<bool> {
         run.corpora.push(result);
 
         // One untimed warm-up run per tool: the cheapest cell of the corpus.
-        let warm = cells
-            .iter()
-            .find(|c| c.setting.name == GZIP.name && c.threads == cores)
-            .or_else(|| cells.iter().find(|c| c.setting.name == GZIP.name))
-            .unwrap_or(&cells[0]);
+        let warm = &warm_up_cell(corpus, cells[0], cores);
         let mut broken: Vec<String> = Vec::new();
         for (name, inv) in contenders(corpus, warm, &paths)? {
             print!("   warm-up {name} ({}) … ", plan.id(warm));
@@ -600,6 +618,13 @@ fn bench(args: &Args) -> Result<bool> {
         println!("rewrote the results section of {}", md.display());
     }
     Ok(all_ok)
+}
+
+/// `cargo xtask bench …` as typed.
+fn command_line() -> String {
+    let mut words = vec!["cargo".to_string(), "xtask".to_string()];
+    words.extend(env::args().skip(1));
+    words.join(" ")
 }
 
 /// Where a corpus's files are, in one line.
@@ -728,11 +753,7 @@ fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()
                 names.join(", ")
             );
         }
-        let warm_cell = cells
-            .iter()
-            .find(|c| c.setting.name == GZIP.name && c.threads == cores())
-            .or_else(|| cells.iter().find(|c| c.setting.name == GZIP.name))
-            .unwrap_or(&cells[0]);
+        let warm_cell = &warm_up_cell(corpus, cells[0], cores());
         let n_tools = contenders(corpus, warm_cell, paths)?.len();
         println!(
             "   warm-up: one untimed run per tool of {}",

@@ -479,64 +479,31 @@ pub fn check_case(
     let t_ref = t.elapsed().as_secs_f64();
     let t = Instant::now();
 
-    let mut problems = check_superblock(&ref_img, &ours_img, opts)?;
-    let (sqfsdiff_problems, notes) = check_sqfsdiff(&ref_img, &ours_img)?;
-    problems.extend(sqfsdiff_problems);
-    if !notes.is_empty() {
-        println!("  note: sqfsdiff: {} inode(s) differ from mksquashfs's only in basic/extended form, e.g. {}", notes.len(), notes[0]);
-    }
-
+    // Each check adds what it finds; one that cannot run (the kernel refuses
+    // the image, unsquashfs fails) is a problem too, and the others still run.
+    let mut problems = Vec::new();
+    let mut check = |res: Result<Vec<String>>| match res {
+        Ok(found) => problems.extend(found),
+        Err(e) => problems.push(format!("{e:#}")),
+    };
+    check(check_superblock(&ref_img, &ours_img, opts));
+    check(check_sqfsdiff(&ref_img, &ours_img).map(|(found, notes)| {
+        if let Some(first) = notes.first() {
+            println!(
+                "  note: sqfsdiff: {} inode(s) differ from mksquashfs's only in basic/extended form, e.g. {first}",
+                notes.len()
+            );
+        }
+        found
+    }));
     let views: Vec<(&[u8], &View)> = sources.iter().map(|(n, s)| (*n, &s.view)).collect();
     let expected = expected_view(&views, opts);
-    {
-        let m_ours = Mount::squashfs(&ours_img, &case_dir.join("mnt-ours"))?;
-        let m_ref = Mount::squashfs(&ref_img, &case_dir.join("mnt-mksquashfs"))?;
-        let v_ours = View::snapshot(m_ours.dir())?;
-        let v_ref = View::snapshot(m_ref.dir())?;
-        let checks = [
-            (
-                "kernel mount of our image vs the source tree",
-                &expected,
-                &v_ours,
-            ),
-            (
-                "kernel mount of our image vs kernel mount of mksquashfs's",
-                &v_ref,
-                &v_ours,
-            ),
-            (
-                "harness model: kernel mount of mksquashfs's image vs the source tree",
-                &expected,
-                &v_ref,
-            ),
-        ];
-        for (title, want, got) in checks {
-            let d = diff(want, got);
-            if !d.is_empty() {
-                problems.push(summarize(title, &d, 30));
-            }
-        }
-    }
-    let dest = case_dir.join("unsquashfs");
-    let out = run(Command::new("unsquashfs")
-        .args(["-no-progress", "-quiet", "-d"])
-        .arg(&dest)
-        .arg(&ours_img))?;
-    if out.status.success() {
-        let d = diff(&expected, &View::snapshot(&dest)?);
-        if !d.is_empty() {
-            problems.push(summarize(
-                "unsquashfs -d of our image vs the source tree",
-                &d,
-                30,
-            ));
-        }
-    } else {
-        problems.push(format!(
-            "unsquashfs -d failed on our image ({}):\n{}{}",
-            out.status, out.stdout, out.stderr
-        ));
-    }
+    check(check_mounts(&ours_img, &ref_img, case_dir, &expected));
+    check(check_unsquashfs(
+        &ours_img,
+        &case_dir.join("unsquashfs"),
+        &expected,
+    ));
     println!(
         "  ours {t_ours:.1}s, mksquashfs {t_ref:.1}s, checks {:.1}s",
         t.elapsed().as_secs_f64()
@@ -548,6 +515,71 @@ pub fn check_case(
         case_dir.display()
     );
     Ok(())
+}
+
+/// The kernel mounts of both images against the expectation and each other.
+fn check_mounts(
+    ours_img: &Path,
+    ref_img: &Path,
+    case_dir: &Path,
+    expected: &View,
+) -> Result<Vec<String>> {
+    let m_ours = Mount::squashfs(ours_img, &case_dir.join("mnt-ours"))?;
+    let m_ref = Mount::squashfs(ref_img, &case_dir.join("mnt-mksquashfs"))?;
+    let v_ours = View::snapshot(m_ours.dir()).context("reading the kernel mount of our image")?;
+    let v_ref =
+        View::snapshot(m_ref.dir()).context("reading the kernel mount of mksquashfs's image")?;
+    let checks = [
+        (
+            "kernel mount of our image vs the source tree",
+            expected,
+            &v_ours,
+        ),
+        (
+            "kernel mount of our image vs kernel mount of mksquashfs's",
+            &v_ref,
+            &v_ours,
+        ),
+        (
+            "harness model: kernel mount of mksquashfs's image vs the source tree",
+            expected,
+            &v_ref,
+        ),
+    ];
+    Ok(checks
+        .into_iter()
+        .filter_map(|(title, want, got)| {
+            let d = diff(want, got);
+            (!d.is_empty()).then(|| summarize(title, &d, 30))
+        })
+        .collect())
+}
+
+/// `unsquashfs -d` of our image against the expectation (as root it restores
+/// owners, xattrs, devices, fifos, sockets and hard links).
+fn check_unsquashfs(ours_img: &Path, dest: &Path, expected: &View) -> Result<Vec<String>> {
+    let out = run(Command::new("unsquashfs")
+        .args(["-no-progress", "-quiet", "-d"])
+        .arg(dest)
+        .arg(ours_img))?;
+    if !out.status.success() {
+        bail!(
+            "unsquashfs -d failed on our image ({}):\n{}{}",
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+    }
+    let d = diff(expected, &View::snapshot(dest)?);
+    Ok(if d.is_empty() {
+        Vec::new()
+    } else {
+        vec![summarize(
+            "unsquashfs -d of our image vs the source tree",
+            &d,
+            30,
+        )]
+    })
 }
 
 /// The whole-matrix option sets: every compressor × block size × all-root ×

@@ -49,6 +49,9 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Size of the image written, bytes.
     pub size: u64,
+    /// Share of the machine's CPU time (all cores) that other processes, or
+    /// the hypervisor (steal), took during the run: the noise gauge.
+    pub others: f64,
 }
 
 impl Sample {
@@ -84,11 +87,13 @@ pub fn run(inv: &Invocation, scratch: &Path) -> Result<Sample> {
     let mut cmd = Command::new(GNU_TIME);
     cmd.arg("-o").arg(&report).args(["-f", "%U %S %M"]);
     cmd.arg(&inv.program).args(&inv.args).stdin(Stdio::null());
+    let cpu0 = machine_cpu();
     let start = Instant::now();
     let out = cmd
         .output()
         .with_context(|| format!("cannot run {}", inv.show()))?;
     let wall = start.elapsed().as_secs_f64();
+    let cpu1 = machine_cpu();
     if !out.status.success() {
         bail!(
             "{} failed ({}):\n{}{}",
@@ -103,13 +108,45 @@ pub fn run(inv: &Invocation, scratch: &Path) -> Result<Sample> {
     let size = fs::metadata(&inv.output)
         .with_context(|| format!("{} wrote no {}", inv.show(), inv.output.display()))?
         .len();
+    let others = match (cpu0, cpu1) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+            let busy = (b1 - b0) as f64 / USER_HZ;
+            let total = (t1 - t0) as f64 / USER_HZ;
+            ((busy - user - sys) / total).clamp(0.0, 1.0)
+        }
+        _ => f64::NAN,
+    };
     Ok(Sample {
         wall,
         user,
         sys,
         rss_kib,
         size,
+        others,
     })
+}
+
+/// Ticks per second in `/proc/stat` (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// Busy and total CPU ticks of the whole machine, from `/proc/stat`'s `cpu`
+/// line; busy counts steal, idle and iowait do not.
+fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    if v.len() < 8 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let idle = v[3] + v[4];
+    let total: u64 = v.iter().sum();
+    Some((total - idle, total))
 }
 
 /// Parses the last line of GNU time's `%U %S %M`.

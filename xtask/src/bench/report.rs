@@ -36,8 +36,8 @@ pub struct Run {
 pub struct Meta {
     /// `quick` or `full`.
     pub mode: &'static str,
-    /// `--filter` patterns.
-    pub filters: Vec<String>,
+    /// The command line, `cargo xtask bench …`.
+    pub command: String,
     /// UTC start time.
     pub date: String,
     /// `git describe --always --dirty`.
@@ -90,7 +90,7 @@ impl Meta {
     /// Collects the facts at the start of a run.
     pub fn collect(
         mode: &'static str,
-        filters: &[String],
+        command: String,
         bin: &Path,
         tc: &Toolchain,
         cores: usize,
@@ -172,14 +172,11 @@ impl Meta {
                     deb("zlib1g")
                 ),
             ),
-            (
-                "GNU time".into(),
-                first_line(&stdout_of(super::measure::GNU_TIME, &["--version"])),
-            ),
+            ("GNU time".into(), deb("time")),
         ];
         Meta {
             mode,
-            filters: filters.to_vec(),
+            command,
             date: first_line(&stdout_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])),
             commit,
             machine,
@@ -306,6 +303,26 @@ impl CellResult {
         })
     }
 
+    /// What other processes took of the machine during this cell's runs.
+    fn others(&self) -> Stat {
+        Stat::of(
+            self.tools
+                .iter()
+                .flat_map(|t| &t.samples)
+                .map(|s| s.others)
+                .filter(|o| o.is_finite()),
+        )
+    }
+
+    fn noise(&self) -> String {
+        let o = self.others();
+        format!(
+            "other processes took {:.0} % of the machine's CPU during a run (median; max {:.0} %)",
+            o.median * 100.0,
+            o.max * 100.0
+        )
+    }
+
     fn reference_name(&self) -> &str {
         self.tools.get(1).map_or("?", |t| t.name.as_str())
     }
@@ -354,12 +371,13 @@ pub fn text_table(cell: &CellResult, bound: Option<&Bound>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "   {} — {} at {} thread(s); load {} → {}",
+        "   {} — {} at {} thread(s); load {} → {}; {}",
         cell.id,
         options(&cell.setting),
         cell.threads,
         cell.load_before,
-        cell.load_after
+        cell.load_after,
+        cell.noise()
     );
     if let Some(b) = bound {
         let _ = writeln!(
@@ -555,21 +573,27 @@ pub fn markdown(run: &Run) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{START}\n");
     let _ = writeln!(s, "## Results: {} run of {}\n", m.mode, m.date);
-    let mut cmd = String::from("cargo xtask bench");
-    if m.mode == "quick" {
-        cmd.push_str(" --quick");
-    }
-    for f in &m.filters {
-        let _ = write!(cmd, " --filter {f}");
-    }
     let _ = writeln!(
         s,
-        "`{cmd} --write` at commit `{}`; took {:.1} min. Load average (1, 5, 15 min) {} at the start, {} at the end.\n",
+        "`{}` at commit `{}`; took {:.1} min. Load average (1, 5, 15 min) {} at the start, {} at the end.\n",
+        m.command,
         m.commit,
         m.elapsed.as_secs_f64() / 60.0,
         m.load_start,
         m.load_end
     );
+    let worst = run
+        .cells
+        .iter()
+        .map(|c| c.others().max)
+        .fold(0.0f64, f64::max);
+    if worst > 0.05 {
+        let _ = writeln!(
+            s,
+            "**Noisy machine**: other processes (or the hypervisor) took up to {:.0} % of the CPU during a timed run (see each cell). Treat the ratios as rough and the absolute times as upper bounds.\n",
+            worst * 100.0
+        );
+    }
     let _ = writeln!(s, "| machine | |\n|---|---|");
     for (k, v) in &m.machine {
         let _ = writeln!(s, "| {k} | {v} |");
@@ -625,8 +649,11 @@ pub fn markdown(run: &Run) -> String {
             );
             let _ = write!(
                 s,
-                "{} runs per tool, interleaved; load {} → {}.",
-                cell.runs, cell.load_before, cell.load_after
+                "{} runs per tool, interleaved; load {} → {}; {}.",
+                cell.runs,
+                cell.load_before,
+                cell.load_after,
+                cell.noise()
             );
             if let Some(b) = bound {
                 let _ = write!(
@@ -685,7 +712,7 @@ pub fn markdown(run: &Run) -> String {
         let _ = writeln!(s, "\n### Scaling from 1 to 2 threads\n");
         let _ = writeln!(
             s,
-            "Speed-up = median wall at 1 thread ÷ at 2. Amdahl's law fitted to two points gives the parallel fraction p and the speed-ups it predicts for 4 and 8 cores: a crude extrapolation (memory bandwidth, the reader and the writer do not scale like that), and mksquashfs `-processors 1` still reads and writes on threads of its own, so its p understates its compression's.\n"
+            "Speed-up = median wall at 1 thread ÷ at 2. Amdahl's law fitted to two points gives the parallel fraction p and the speed-ups it predicts for 4 and 8 cores: a crude extrapolation (memory bandwidth, the reader and the writer do not scale like that), and mksquashfs `-processors 1` already compresses on two threads (one for blocks, one for fragments), so its speed-up and p understate how its compression scales.\n"
         );
         let _ = writeln!(
             s,
@@ -911,6 +938,7 @@ pub fn json(run: &Run) -> String {
                                             ("sys_s", Json::Num(s.sys)),
                                             ("peak_rss_kib", Json::Int(s.rss_kib)),
                                             ("image_bytes", Json::Int(s.size)),
+                                            ("others_cpu", Json::Num(s.others)),
                                         ])
                                     })
                                     .collect(),
@@ -966,10 +994,7 @@ pub fn json(run: &Run) -> String {
     let doc = Json::Obj(vec![
         ("version", Json::Int(1)),
         ("mode", Json::Str(m.mode.into())),
-        (
-            "filters",
-            Json::Arr(m.filters.iter().cloned().map(Json::Str).collect()),
-        ),
+        ("command", Json::Str(m.command.clone())),
         ("date", Json::Str(m.date.clone())),
         ("commit", Json::Str(m.commit.clone())),
         ("elapsed_s", Json::Num(m.elapsed.as_secs_f64())),
