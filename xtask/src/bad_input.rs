@@ -366,7 +366,7 @@ fn vanishing_file(ctx: &Ctx, dir: &Path) -> Result<()> {
         thread::sleep(Duration::from_millis(5));
     }
     // Reading has begun, so the tree was listed; give a scan that opens files a moment to finish.
-    thread::sleep(Duration::from_millis(100));
+    thread::sleep(Duration::from_millis(20));
     let read_early =
         fs::metadata(&victim)?.accessed()? != atime_before || open_by_any_process(&victim);
     fs::remove_file(&victim)?;
@@ -433,7 +433,7 @@ fn growing_file(ctx: &Ctx, dir: &Path) -> Result<()> {
             let mut f = OpenOptions::new().append(true).open(&growing)?;
             let chunk = vec![b'g'; 64 << 10];
             let mut grown = 0u64;
-            while !stop.load(Ordering::Relaxed) && grown < (256 << 20) {
+            while !stop.load(Ordering::Relaxed) && grown < (128 << 20) {
                 f.write_all(&chunk)?;
                 grown += chunk.len() as u64;
                 thread::sleep(Duration::from_millis(2));

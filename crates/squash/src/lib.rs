@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use mkportable_squash::{write_image, Options, Tree};
-//! let tree = Tree::from_sources(&["some/dir"], false).unwrap();
+//! let tree = Tree::from_sources(&["some/dir"], false, 0).unwrap();
 //! let report = write_image(&tree, &Options::default(), "out.sqfs".as_ref()).unwrap();
 //! println!("{} bytes", report.bytes_written);
 //! ```

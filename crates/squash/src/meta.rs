@@ -107,7 +107,6 @@ mod tests {
     use crate::testutil::noise;
     use crate::Compression;
 
-
     fn gzip() -> Compressor {
         Compressor::new(&Compression::Gzip { level: 9 }, 4096).unwrap()
     }

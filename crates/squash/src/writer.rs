@@ -789,7 +789,6 @@ mod tests {
         assert_eq!(at, root.len());
     }
 
-
     /// (blocks_start, fragment, offset, size words) of the basic file inode at `at`.
     fn file_inode(inodes: &[u8], at: usize, block_size: u64) -> (u32, u32, u32, Vec<u32>) {
         assert_eq!(u16_at(inodes, at), 2, "basic file");
