@@ -514,12 +514,28 @@ fn zstd(input: &[u8], level: i32) -> Option<Vec<u8>> {
     // content size and zstd shrinks the window to fit the input. A frame from
     // the streaming API without a pledged size declares an 8 MiB window at high
     // levels, which the kernel refuses (format reference §3.2).
-    let mut encoder =
-        zstd::bulk::Compressor::new(level).expect("levels are checked in Compressor::new");
+    //
+    // One context per thread and level, reused: a level-15 context is several
+    // MiB, and allocating one per block churns the allocator's per-thread arenas
+    // (peak RSS). A reused context gives the same bytes: every frame starts from
+    // a reset session with the same parameters.
+    thread_local! {
+        static ENCODER: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let mut output = Vec::with_capacity(input.len().saturating_sub(1));
-    // The only error left is "destination buffer is too small": the frame
-    // would not be smaller than the input.
-    encoder.compress_to_buffer(input, &mut output).ok()?;
+    let written = ENCODER.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|(cached, _)| *cached != level) {
+            let encoder =
+                zstd::bulk::Compressor::new(level).expect("levels are checked in Compressor::new");
+            *slot = Some((level, encoder));
+        }
+        let (_, encoder) = slot.as_mut().expect("just filled");
+        // The only error left is "destination buffer is too small": the frame
+        // would not be smaller than the input.
+        encoder.compress_to_buffer(input, &mut output)
+    });
+    written.ok()?;
     (output.len() < input.len()).then_some(output)
 }
 
