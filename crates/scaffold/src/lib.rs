@@ -35,7 +35,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use mkportable_closure::{scan_store_paths, Closure, StoreDir, StorePath};
-use mkportable_spec::{Content, Spec};
+use mkportable_spec::{Content, Spec, MOUNT_POINTS};
 use mkportable_squash::{Compression, FileSource, Kind, Metadata, Options, Tree};
 
 /// What can go wrong while laying out the rootfs.
@@ -83,19 +83,6 @@ pub enum Error {
         source: mkportable_squash::Error,
     },
 }
-
-/// The mount points the seed creates (all empty directories, mode 755).
-const MOUNT_POINTS: [&str; 9] = [
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/tmp",
-    "/var/tmp",
-    "/var/lib",
-    "/var/cache",
-    "/var/log",
-];
 
 /// Unit settings whose directories must exist in the read-only image.
 const UNIT_DIRECTORIES: [(&str, &str); 3] = [

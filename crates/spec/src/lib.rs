@@ -160,6 +160,21 @@ use std::path::{Path, PathBuf};
 
 pub use error::{Error, Problem};
 
+/// The empty mount points of every portable image, as nixpkgs' `portableService`
+/// lays it out: the image scaffold creates them (mode 755), and a spec may put
+/// nothing over them.
+pub const MOUNT_POINTS: [&str; 9] = [
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/tmp",
+    "/var/tmp",
+    "/var/lib",
+    "/var/cache",
+    "/var/log",
+];
+
 /// The default `compression`, as nixpkgs' `portableService` sets it.
 pub const DEFAULT_COMPRESSION: &str = "xz -Xdict-size 100%";
 

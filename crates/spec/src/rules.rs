@@ -15,24 +15,18 @@ pub(crate) const COMPRESSORS: [&str; 3] = ["xz", "zstd", "gzip"];
 /// Files the image scaffold writes, besides `/etc/systemd/system/<unit>`.
 const SCAFFOLD_FILES: [&str; 3] = ["/etc/os-release", "/etc/resolv.conf", "/etc/machine-id"];
 
-/// Directories the image scaffold creates, besides the store directory and the
-/// parents of everything it creates (such as `/var`).
-const SCAFFOLD_DIRS: [&str; 14] = [
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/tmp",
-    "/var/tmp",
-    "/var/lib",
-    "/var/cache",
-    "/var/log",
-    "/etc/systemd/system",
-    "/etc/systemd",
-    "/etc",
-    "/nix/store",
-    "/nix",
-];
+/// Directories the image scaffold creates: the mount points, the unit folder and
+/// the store's parents (besides the store directory itself and the parents of
+/// everything it creates, such as `/var`).
+fn scaffold_dirs<'a>() -> impl Iterator<Item = &'a str> {
+    crate::MOUNT_POINTS.into_iter().chain([
+        "/etc/systemd/system",
+        "/etc/systemd",
+        "/etc",
+        "/nix/store",
+        "/nix",
+    ])
+}
 
 /// Directories whose whole content belongs to the scaffold (or to systemd, which mounts
 /// over them when the service runs), besides the store directory.
@@ -188,8 +182,8 @@ pub(crate) fn scaffold_conflict(path: &str, store_dir: &str, units: &[&str]) -> 
     }
     let owned = SCAFFOLD_FILES
         .iter()
-        .chain(&SCAFFOLD_DIRS)
-        .copied()
+        .map(|file| -> &str { file })
+        .chain(scaffold_dirs())
         .chain([store_dir]);
     if owned
         .flat_map(|owned| Path::new(owned).ancestors())
@@ -459,7 +453,7 @@ mod tests {
         check("/etc/resolv.conf", "`/etc/resolv.conf` is a file the image scaffold writes");
         check("/etc/machine-id", "`/etc/machine-id` is a file the image scaffold writes");
         check("/etc/systemd/system/demo.service", "`/etc/systemd/system/demo.service` is a file the image scaffold writes");
-        for dir in SCAFFOLD_DIRS.iter().chain(&["/var"]) {
+        for dir in scaffold_dirs().chain(["/var"]) {
             check(dir, &format!("`{dir}` is a directory the image scaffold creates"));
         }
         check("/run/demo", "`/run/demo` is inside `/run`, which the image scaffold owns");
