@@ -40,6 +40,21 @@ pub(crate) struct FileData {
     pub(crate) sparse_bytes: u64,
 }
 
+/// The data area once written.
+#[derive(Debug)]
+pub(crate) struct DataArea {
+    /// Absolute position just past the data area.
+    pub(crate) end: u64,
+    /// Where each stored file's contents are.
+    pub(crate) files: Vec<FileData>,
+    /// The fragment table.
+    pub(crate) fragments: Vec<Fragment>,
+    /// Bytes of file contents read.
+    pub(crate) bytes_in: u64,
+    /// Bytes of file contents stored once for several files.
+    pub(crate) dedup_saved: u64,
+}
+
 /// A fragment-table entry.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Fragment {
@@ -359,20 +374,17 @@ impl<'a, W: Write> DataWriter<'a, W> {
         }
     }
 
-    /// Writes what is still pending; returns the sink and the end position.
-    pub(crate) fn finish(
-        mut self,
-    ) -> Result<(W, u64, Vec<FileData>, Vec<Fragment>, u64, u64), Error> {
+    /// Writes what is still pending and says where everything went.
+    pub(crate) fn finish(mut self) -> Result<DataArea, Error> {
         self.close_fragment()?;
         self.flush()?;
-        Ok((
-            self.sink,
-            self.pos,
-            self.files,
-            self.fragments,
-            self.bytes_in,
-            self.dedup_saved,
-        ))
+        Ok(DataArea {
+            end: self.pos,
+            files: self.files,
+            fragments: self.fragments,
+            bytes_in: self.bytes_in,
+            dedup_saved: self.dedup_saved,
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::tree::Xattrs;
 use crate::tree::{components, tree_error};
 use crate::{Error, FileSource, InodeId, Kind, Metadata, Tree};
 
@@ -194,7 +195,7 @@ pub(crate) fn clamp_time(secs: i64) -> u32 {
 }
 
 /// The storable xattrs of `path` (not following symlinks), sorted by name.
-fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+fn read_xattrs(path: &Path) -> Result<Xattrs, Error> {
     let names = match xattr::list(path) {
         Ok(names) => names,
         // Filesystems without xattr support simply have none.

@@ -32,5 +32,5 @@ mod writer;
 pub use compress::{BcjFilter, Compression, DictSize};
 pub use error::Error;
 pub use options::{parse_block_size, Options};
-pub use tree::{FileSource, InodeId, Kind, Metadata, Tree};
+pub use tree::{FileSource, InodeId, Kind, Metadata, Tree, Xattrs};
 pub use writer::{write_image, write_to, Report};

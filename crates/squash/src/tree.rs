@@ -25,6 +25,9 @@ impl InodeId {
     }
 }
 
+/// Extended attributes as (full name such as `user.comment`, value), sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Owner, permissions, time and extended attributes of an inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
@@ -37,7 +40,7 @@ pub struct Metadata {
     /// Modification time in seconds since the epoch.
     pub mtime: u32,
     /// Extended attributes as (full name, value), sorted by name.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
 }
 
 impl Metadata {

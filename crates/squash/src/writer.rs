@@ -11,9 +11,10 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::compress::Compressor;
-use crate::data::{DataOptions, DataWriter};
+use crate::data::{DataArea, DataOptions, DataWriter};
 use crate::inodes::{put16, put32, put64, write_tables, InodeInfo};
 use crate::meta::{encode_block, lookup_table, MetaWriter, METADATA_SIZE};
+use crate::tree::Xattrs;
 use crate::{Error, InodeId, Kind, Options, Tree};
 
 const INVALID: u64 = u64::MAX;
@@ -137,7 +138,7 @@ struct Prepared {
     /// Inodes in pre-order (the order file data is written in).
     preorder: Vec<InodeId>,
     ids: Vec<u32>,
-    xattr_sets: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    xattr_sets: Vec<Xattrs>,
 }
 
 fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
@@ -183,7 +184,7 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
         ids.push(id);
         Ok(i)
     };
-    let mut set_index: HashMap<&[(Vec<u8>, Vec<u8>)], u32> = HashMap::new();
+    let mut set_index: HashMap<&Xattrs, u32> = HashMap::new();
     let mut xattr_sets = Vec::new();
     let mut by_number: Vec<InodeId> = (0..n as u32).map(InodeId).collect();
     by_number.sort_by_key(|id| numbers[id.index()]);
@@ -218,7 +219,7 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
         }
         let xattr = if options.xattrs && !meta.xattrs.is_empty() {
             let next = xattr_sets.len() as u32;
-            let idx = *set_index.entry(&meta.xattrs[..]).or_insert(next);
+            let idx = *set_index.entry(&meta.xattrs).or_insert(next);
             if idx == next {
                 xattr_sets.push(meta.xattrs.clone());
             }
@@ -313,7 +314,13 @@ fn write_inner<W: Write + Seek>(
             prepared.info[id.index()].data = Some(data.add_file(source, *size)?);
         }
     }
-    let (_, mut pos, files, fragments, bytes_in, dedup_saved) = data.finish()?;
+    let DataArea {
+        end: mut pos,
+        files,
+        fragments,
+        bytes_in,
+        dedup_saved,
+    } = data.finish()?;
     if let Some(flag) = options.cancel.as_deref() {
         if flag.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Error::Interrupted);
