@@ -17,6 +17,7 @@
 //! What it does not do: append to an existing image, read images, LZO/LZ4/LZMA1.
 #![deny(missing_docs)]
 
+mod cache;
 mod compress;
 mod data;
 mod error;
@@ -29,6 +30,7 @@ mod testutil;
 mod tree;
 mod writer;
 
+pub use cache::{Cache, CacheConfig, CacheReport, CacheStats, DEFAULT_MAX_BYTES};
 pub use compress::{BcjFilter, Compression, DictSize};
 pub use error::Error;
 pub use options::{parse_block_size, Options};

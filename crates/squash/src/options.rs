@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::Compression;
+use crate::{Cache, Compression};
 
 /// Knobs of the writer, with mksquashfs's defaults where it has one.
 ///
@@ -45,6 +45,9 @@ pub struct Options {
     /// Set to `true` from elsewhere (a signal handler) to stop the writer; it
     /// then returns [`Error::Interrupted`](crate::Error::Interrupted) and leaves nothing behind.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The persistent cache of compressed blocks, if any. It never changes the
+    /// image's bytes, only how much work they take.
+    pub cache: Option<Arc<Cache>>,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
             threads: 0,
             overwrite: false,
             cancel: None,
+            cache: None,
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Report {
     pub bytes_written: u64,
     /// Bytes of file contents not stored again because an identical file was.
     pub dedup_saved: u64,
+    /// What the cache did, when [`Options::cache`] was set.
+    pub cache: Option<crate::CacheReport>,
 }
 
 /// Writes `tree` to the image file `out`.
@@ -472,6 +474,7 @@ fn write_inner<W: Write + Seek>(
         bytes_in,
         bytes_written: padded,
         dedup_saved,
+        cache: None,
     })
 }
 
