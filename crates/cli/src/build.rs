@@ -301,6 +301,7 @@ mod tests {
                 bytes_in: 3 << 20,
                 bytes_written: 1 << 20,
                 dedup_saved: 1536,
+                cache: None,
             },
             elapsed: Duration::from_millis(412),
         };

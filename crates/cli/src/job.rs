@@ -396,6 +396,7 @@ mod tests {
             bytes_in: 3 << 20,
             bytes_written: 1 << 20,
             dedup_saved: 1536,
+            cache: None,
         };
         assert_eq!(
             json_report("dir/o\"ut\n.raw".as_ref(), &r),
