@@ -175,6 +175,7 @@ pub fn rootfs(spec: &Spec, closure: &Closure) -> Result<Tree, Error> {
             source: FileSource::Host {
                 path: unit.source.clone(),
                 sparse: false,
+                stat: None,
             },
             size,
         };

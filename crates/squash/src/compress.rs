@@ -369,6 +369,12 @@ impl Compressor {
         Ok(Compressor { engine })
     }
 
+    /// Names the resolved settings, for cache keys: equal tags give equal
+    /// compressed bytes for equal input (with the same library versions).
+    pub(crate) fn cache_tag(&self) -> String {
+        format!("{:?}", self.engine)
+    }
+
     /// The superblock's compression id.
     pub(crate) fn id(&self) -> u16 {
         match self.engine {

@@ -2,24 +2,37 @@
 //! holes, small files packed into fragment blocks, identical files stored once,
 //! compression on a thread pool and writing strictly in tree order.
 //!
-//! Files are deduplicated on blake3 of the whole content plus the length. A file
-//! that may be a duplicate (one of the same size was stored before) is hashed
-//! before any of it is compressed, so a duplicate is never compressed; every
-//! other file is read once and hashed while it is compressed. Blocks
-//! go through a bounded window: at most `window` blocks are held in memory,
-//! compressed in parallel, then written in submission order, so the bytes do
-//! not depend on the thread count. Compression overlaps with reading: a block
-//! goes to the pool as soon as it is read, and the writer waits only for the
-//! oldest block once the window is full.
+//! Every block is hashed (blake3) as it is read; a file's identity is its
+//! length and the hash of its content (a small file) or of its block hashes (a
+//! large one). A file that may be a duplicate (one of the same size was stored
+//! before) is hashed before any of it is compressed, so a duplicate is never
+//! compressed; every other file is read once. Blocks go through a bounded
+//! window: at most `window` blocks are held in memory, compressed in parallel,
+//! then written in submission order, so the bytes do not depend on the thread
+//! count. Compression overlaps with reading: a block goes to the pool as soon
+//! as it is read, and the writer waits only for the oldest block once the
+//! window is full.
+//!
+//! With a [`Cache`], a pool job first looks its block up by content and
+//! settings, and stores what it compressed. When the cache trusts stat
+//! fingerprints and knows a file's block hashes, the file is not read here at
+//! all: its blocks go to the pool as *deferred* pieces, read (and checked
+//! against their hashes) only if the cache misses. Small files are packed into
+//! fragment blocks by [`Packer`], whose boundaries move little when one file
+//! changes, so a rebuild misses on few fragment blocks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
+use crate::cache::stat::BlockHashes;
+use crate::cache::{Cache, Key};
 use crate::compress::Compressor;
+use crate::fragments::Packer;
 use crate::{Error, FileSource};
 
 /// Size word bit: the block is stored uncompressed.
@@ -49,7 +62,7 @@ pub(crate) struct DataArea {
     pub(crate) files: Vec<FileData>,
     /// The fragment table.
     pub(crate) fragments: Vec<Fragment>,
-    /// Bytes of file contents read.
+    /// Bytes of file contents packed (read, or known from the cache).
     pub(crate) bytes_in: u64,
     /// Bytes of file contents stored once for several files.
     pub(crate) dedup_saved: u64,
@@ -62,27 +75,32 @@ pub(crate) struct Fragment {
     pub(crate) size: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Dest {
     Block { data: usize, block: usize },
     Fragment(usize),
 }
 
-/// A block on its way to the image: compressed already, or still on the pool.
+/// Part of a block's uncompressed content.
 #[derive(Debug)]
-enum Pending {
-    Ready {
-        raw: Vec<u8>,
-        packed: Option<Vec<u8>>,
+enum Piece {
+    /// Read already.
+    Bytes(Vec<u8>),
+    /// Not read: `len` bytes at `offset` of a host file, whose blake3 hash is `hash`.
+    Deferred {
+        path: PathBuf,
+        offset: u64,
+        len: usize,
+        hash: [u8; 32],
     },
-    Running(mpsc::Receiver<(Vec<u8>, Option<Vec<u8>>)>),
 }
 
+/// A block on its way to the image: its bytes in the image and whether they
+/// are stored uncompressed, ready or still on the pool.
 #[derive(Debug)]
-struct Job {
-    dest: Dest,
-    raw: Vec<u8>,
-    hole: bool,
+enum Pending {
+    Ready(Vec<u8>, bool),
+    Running(mpsc::Receiver<Result<(Vec<u8>, bool), Error>>),
 }
 
 /// Settings of the data area.
@@ -103,13 +121,19 @@ pub(crate) struct DataWriter<'a, W: Write> {
     opts: DataOptions<'a>,
     pool: &'a rayon::ThreadPool,
     window: usize,
-    pending: VecDeque<(Dest, bool, Pending)>,
+    pending: VecDeque<(Dest, Pending)>,
     pub(crate) files: Vec<FileData>,
     pub(crate) fragments: Vec<Fragment>,
-    open_fragment: Vec<u8>,
+    packer: Packer,
+    /// The members of the open fragment block: content and (size, hash).
+    open_fragment: Vec<Piece>,
+    open_members: Vec<(u64, [u8; 32])>,
     seen: HashMap<(u64, [u8; 32]), usize>,
     /// Sizes of the large files stored so far: only these can have a duplicate.
     sizes_seen: HashSet<u64>,
+    /// blake3 of all-zero blocks, by length.
+    zero_hashes: HashMap<usize, [u8; 32]>,
+    cache: Option<(Arc<Cache>, [u8; 32])>,
     pub(crate) bytes_in: u64,
     pub(crate) dedup_saved: u64,
     out_path: &'a Path,
@@ -122,9 +146,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
         comp: &'a Compressor,
         opts: DataOptions<'a>,
         pool: &'a rayon::ThreadPool,
+        cache: Option<Arc<Cache>>,
         out_path: &'a Path,
     ) -> Self {
         let window = (pool.current_num_threads() * 4).max(8);
+        let settings = Cache::settings(&comp.cache_tag(), opts.block_size as u32);
         DataWriter {
             sink,
             pos,
@@ -135,9 +161,13 @@ impl<'a, W: Write> DataWriter<'a, W> {
             pending: VecDeque::new(),
             files: Vec::new(),
             fragments: Vec::new(),
+            packer: Packer::new(opts.block_size),
             open_fragment: Vec::new(),
+            open_members: Vec::new(),
             seen: HashMap::new(),
             sizes_seen: HashSet::new(),
+            zero_hashes: HashMap::new(),
+            cache: cache.map(|c| (c, settings)),
             bytes_in: 0,
             dedup_saved: 0,
             out_path,
@@ -148,7 +178,6 @@ impl<'a, W: Write> DataWriter<'a, W> {
     /// (shared with an earlier identical file when deduplicating).
     pub(crate) fn add_file(&mut self, source: &FileSource, size: u64) -> Result<usize, Error> {
         self.check_cancel()?;
-        let bs = self.opts.block_size as u64;
         if size == 0 {
             self.files.push(FileData {
                 fragment: (NO_FRAGMENT, 0),
@@ -156,107 +185,190 @@ impl<'a, W: Write> DataWriter<'a, W> {
             });
             return Ok(self.files.len() - 1);
         }
-        if size < bs {
-            let mut content = Vec::with_capacity(size as usize);
-            read_exact_size(source, size, |chunk| {
-                content.extend_from_slice(chunk);
-                Ok(())
-            })?;
-            self.bytes_in += size;
-            let key = (size, *blake3::hash(&content).as_bytes());
-            if let Some(idx) = self.lookup(key, size) {
-                return Ok(idx);
+        self.bytes_in += size;
+        let bs = self.opts.block_size as u32;
+        let fingerprint = match source {
+            FileSource::Host { stat: Some(fp), .. } if fp.size == size => Some(*fp),
+            _ => None,
+        };
+        let known = match (&self.cache, &fingerprint) {
+            (Some((cache, _)), Some(fp)) => cache.trusted_hashes(fp, bs),
+            _ => None,
+        };
+        if let Some(cache) = known.as_ref().and(self.cache.as_ref()) {
+            cache.0.not_read(size);
+        }
+        let stored = if size < u64::from(bs) {
+            self.add_small(source, size, known)
+        } else {
+            self.add_large(source, size, known)
+        }?;
+        if let (Some(fp), Some(hashes), Some((cache, _))) = (fingerprint, stored.1, &self.cache) {
+            cache.record(&fp, bs, hashes);
+        }
+        Ok(stored.0)
+    }
+
+    /// A file smaller than a block: a fragment member (or one short block).
+    /// Returns its data index and, if it was read, its hash to record.
+    fn add_small(
+        &mut self,
+        source: &FileSource,
+        size: u64,
+        known: Option<BlockHashes>,
+    ) -> Result<(usize, Option<BlockHashes>), Error> {
+        let (piece, hash, read) = match known {
+            Some(hashes) => {
+                let hash = hashes[0];
+                let piece = Piece::Deferred {
+                    path: source_path(source),
+                    offset: 0,
+                    len: size as usize,
+                    hash,
+                };
+                (piece, hash, None)
             }
-            let data = self.files.len();
-            self.files.push(FileData {
-                fragment: (NO_FRAGMENT, 0),
-                ..FileData::default()
-            });
-            if is_zero(&content) {
-                // As mksquashfs: an all-zero small file is one hole, no fragment.
-                self.files[data].sizes.push(0);
-                self.submit(Job {
-                    dest: Dest::Block { data, block: 0 },
-                    raw: Vec::new(),
-                    hole: true,
+            None => {
+                let mut content = Vec::with_capacity(size as usize);
+                read_exact_size(source, size, |chunk| {
+                    content.extend_from_slice(chunk);
+                    Ok(())
                 })?;
-            } else if self.opts.fragments {
-                if self.open_fragment.len() + content.len() > self.opts.block_size {
-                    self.close_fragment()?;
+                let hash = *blake3::hash(&content).as_bytes();
+                (
+                    Piece::Bytes(content),
+                    hash,
+                    Some(BlockHashes::from(vec![hash])),
+                )
+            }
+        };
+        let key = (size, hash);
+        if let Some(idx) = self.lookup(key, size) {
+            return Ok((idx, read));
+        }
+        let data = self.files.len();
+        self.files.push(FileData {
+            fragment: (NO_FRAGMENT, 0),
+            ..FileData::default()
+        });
+        if hash == self.zero_hash(size as usize) {
+            // As mksquashfs: an all-zero small file is one hole, no fragment.
+            self.files[data].sizes.push(0);
+            self.pending.push_back((
+                Dest::Block { data, block: 0 },
+                Pending::Ready(Vec::new(), false),
+            ));
+            self.drain_window()?;
+        } else if self.opts.fragments {
+            let len = size as usize;
+            if self.packer.full_before(len) {
+                self.close_fragment()?;
+            }
+            let index = self.fragments.len() as u32;
+            let offset: usize = self.open_members.iter().map(|m| m.0 as usize).sum();
+            self.files[data].fragment = (index, offset as u32);
+            self.open_fragment.push(piece);
+            self.open_members.push(key);
+            if self.packer.add(len, &hash) {
+                self.close_fragment()?;
+            }
+        } else {
+            self.files[data].sizes.push(0);
+            let cache_key = self.block_key(&hash);
+            self.submit(
+                Dest::Block { data, block: 0 },
+                vec![piece],
+                size as usize,
+                cache_key,
+            )?;
+        }
+        self.remember(key, data);
+        Ok((data, read))
+    }
+
+    /// A file of at least one block: its blocks go to the pool one by one.
+    fn add_large(
+        &mut self,
+        source: &FileSource,
+        size: u64,
+        known: Option<BlockHashes>,
+    ) -> Result<(usize, Option<BlockHashes>), Error> {
+        let bs = self.opts.block_size;
+        let n_blocks = size.div_ceil(bs as u64) as usize;
+        let block_len = |block: usize| (size - (block * bs) as u64).min(bs as u64) as usize;
+        if let Some(hashes) = known {
+            let key = (size, file_hash(&hashes));
+            if let Some(idx) = self.lookup(key, size) {
+                return Ok((idx, None));
+            }
+            self.sizes_seen.insert(size);
+            let data = self.new_large(n_blocks);
+            let path = source_path(source);
+            for (block, hash) in hashes.iter().enumerate() {
+                let len = block_len(block);
+                let dest = Dest::Block { data, block };
+                if *hash == self.zero_hash(len) {
+                    self.files[data].sparse_bytes += len as u64;
+                    self.pending
+                        .push_back((dest, Pending::Ready(Vec::new(), false)));
+                    self.drain_window()?;
+                } else {
+                    let piece = Piece::Deferred {
+                        path: path.clone(),
+                        offset: (block * bs) as u64,
+                        len,
+                        hash: *hash,
+                    };
+                    let cache_key = self.block_key(hash);
+                    self.submit(dest, vec![piece], len, cache_key)?;
                 }
-                let index = self.fragments.len() as u32;
-                self.files[data].fragment = (index, self.open_fragment.len() as u32);
-                self.open_fragment.extend_from_slice(&content);
-            } else {
-                self.files[data].sizes.push(0);
-                self.submit(Job {
-                    dest: Dest::Block { data, block: 0 },
-                    raw: content,
-                    hole: false,
-                })?;
             }
             self.remember(key, data);
-            return Ok(data);
+            return Ok((data, None));
         }
 
-        // Large file. Only a file whose size was seen before can be a duplicate:
-        // hash it first, so that a duplicate is never compressed. Any other file
-        // is read once, hashed while it is compressed.
+        // Only a file whose size was seen before can be a duplicate: hash it
+        // first, so that a duplicate is never compressed. Any other file is
+        // read once, hashed while it is compressed.
         let expected = if self.opts.dedup && self.sizes_seen.contains(&size) {
-            let mut hasher = blake3::Hasher::new();
-            read_exact_size(source, size, |chunk| {
-                hasher.update(chunk);
+            let mut hashes = Vec::with_capacity(n_blocks);
+            read_blocks(source, size, bs, |block| {
+                hashes.push(*blake3::hash(block).as_bytes());
+                block.clear();
                 Ok(())
             })?;
-            let key = (size, *hasher.finalize().as_bytes());
+            let key = (size, file_hash(&hashes));
             if let Some(idx) = self.lookup(key, size) {
-                self.bytes_in += size;
-                return Ok(idx);
+                return Ok((idx, Some(hashes.into())));
             }
             Some(key.1)
         } else {
             None
         };
         self.sizes_seen.insert(size);
-        self.bytes_in += size;
-        let data = self.files.len();
-        let n_blocks = size.div_ceil(bs) as usize;
-        self.files.push(FileData {
-            sizes: vec![0; n_blocks],
-            fragment: (NO_FRAGMENT, 0),
-            ..FileData::default()
-        });
+        let data = self.new_large(n_blocks);
+        let mut hashes = Vec::with_capacity(n_blocks);
         let mut block = 0;
-        let mut buf = Vec::with_capacity(self.opts.block_size);
-        let mut rehash = blake3::Hasher::new();
-        let bs_usize = self.opts.block_size;
-        read_exact_size(source, size, |mut chunk| {
-            while !chunk.is_empty() {
-                let n = (bs_usize - buf.len()).min(chunk.len());
-                buf.extend_from_slice(&chunk[..n]);
-                chunk = &chunk[n..];
-                if buf.len() == bs_usize || (block as u64 * bs + buf.len() as u64) == size {
-                    rehash.update(&buf);
-                    let hole = is_zero(&buf);
-                    let raw = if hole {
-                        // Keep the buffer: zero blocks are common in sparse files.
-                        self.files[data].sparse_bytes += buf.len() as u64;
-                        buf.clear();
-                        Vec::new()
-                    } else {
-                        std::mem::replace(&mut buf, Vec::with_capacity(bs_usize))
-                    };
-                    self.submit(Job {
-                        dest: Dest::Block { data, block },
-                        raw,
-                        hole,
-                    })?;
-                    block += 1;
-                }
+        read_blocks(source, size, bs, |full| {
+            let len = full.len();
+            let dest = Dest::Block { data, block };
+            block += 1;
+            if is_zero(full) {
+                // Keep the buffer: zero blocks are common in sparse files.
+                hashes.push(self.zero_hash(len));
+                self.files[data].sparse_bytes += len as u64;
+                full.clear();
+                self.pending
+                    .push_back((dest, Pending::Ready(Vec::new(), false)));
+                return self.drain_window();
             }
-            Ok(())
+            let hash = *blake3::hash(full).as_bytes();
+            hashes.push(hash);
+            let content = std::mem::replace(full, Vec::with_capacity(bs));
+            let cache_key = self.block_key(&hash);
+            self.submit(dest, vec![Piece::Bytes(content)], len, cache_key)
         })?;
-        let hash = *rehash.finalize().as_bytes();
+        let hash = file_hash(&hashes);
         if expected.is_some_and(|expected| expected != hash) {
             return Err(Error::FileChanged {
                 path: source_path(source),
@@ -265,7 +377,16 @@ impl<'a, W: Write> DataWriter<'a, W> {
             });
         }
         self.remember((size, hash), data);
-        Ok(data)
+        Ok((data, Some(hashes.into())))
+    }
+
+    fn new_large(&mut self, n_blocks: usize) -> usize {
+        self.files.push(FileData {
+            sizes: vec![0; n_blocks],
+            fragment: (NO_FRAGMENT, 0),
+            ..FileData::default()
+        });
+        self.files.len() - 1
     }
 
     fn lookup(&mut self, key: (u64, [u8; 32]), size: u64) -> Option<usize> {
@@ -283,40 +404,66 @@ impl<'a, W: Write> DataWriter<'a, W> {
         }
     }
 
+    fn zero_hash(&mut self, len: usize) -> [u8; 32] {
+        *self
+            .zero_hashes
+            .entry(len)
+            .or_insert_with(|| *blake3::hash(&vec![0u8; len]).as_bytes())
+    }
+
+    /// The cache key of a data block with content hash `hash`, when caching.
+    fn block_key(&self, hash: &[u8; 32]) -> Option<Key> {
+        let (_, settings) = self.cache.as_ref()?;
+        Some(Cache::block_key(settings, hash))
+    }
+
     fn close_fragment(&mut self) -> Result<(), Error> {
+        self.packer.closed();
         if self.open_fragment.is_empty() {
             return Ok(());
         }
-        let raw = std::mem::take(&mut self.open_fragment);
+        let pieces = std::mem::take(&mut self.open_fragment);
+        let members = std::mem::take(&mut self.open_members);
+        let len = members.iter().map(|m| m.0 as usize).sum();
+        let cache_key = self
+            .cache
+            .as_ref()
+            .map(|(_, settings)| Cache::fragment_key(settings, &members));
         let index = self.fragments.len();
         self.fragments.push(Fragment::default());
-        self.submit(Job {
-            dest: Dest::Fragment(index),
-            raw,
-            hole: false,
-        })
+        self.submit(Dest::Fragment(index), pieces, len, cache_key)
     }
 
-    /// Hands a block to the pool at once (reading goes on meanwhile) and writes
-    /// the oldest blocks, in submission order, once more than `window` are in flight.
-    fn submit(&mut self, job: Job) -> Result<(), Error> {
-        let result = if job.hole {
-            Pending::Ready {
-                raw: Vec::new(),
-                packed: None,
-            }
-        } else {
-            let (tx, rx) = mpsc::sync_channel(1);
-            let comp = Arc::clone(&self.comp);
-            let raw = job.raw;
-            self.pool.spawn(move || {
-                let packed = comp.compress_data(&raw);
-                // The receiver is gone only when the write was abandoned.
-                let _ = tx.send((raw, packed));
-            });
-            Pending::Running(rx)
-        };
-        self.pending.push_back((job.dest, job.hole, result));
+    /// Hands a block of `len` bytes to the pool at once (reading goes on
+    /// meanwhile) and writes the oldest blocks, in submission order, once more
+    /// than `window` are in flight.
+    fn submit(
+        &mut self,
+        dest: Dest,
+        pieces: Vec<Piece>,
+        len: usize,
+        key: Option<Key>,
+    ) -> Result<(), Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let comp = Arc::clone(&self.comp);
+        let cache = key.and(self.cache.as_ref().map(|(c, _)| Arc::clone(c)));
+        let fragment = matches!(dest, Dest::Fragment(_));
+        self.pool.spawn(move || {
+            let result = pack_block(
+                &comp,
+                cache.as_deref().zip(key.as_ref()),
+                fragment,
+                pieces,
+                len,
+            );
+            // The receiver is gone only when the write was abandoned.
+            let _ = tx.send(result);
+        });
+        self.pending.push_back((dest, Pending::Running(rx)));
+        self.drain_window()
+    }
+
+    fn drain_window(&mut self) -> Result<(), Error> {
         while self.pending.len() > self.window {
             self.write_oldest()?;
         }
@@ -333,17 +480,17 @@ impl<'a, W: Write> DataWriter<'a, W> {
 
     fn write_oldest(&mut self) -> Result<(), Error> {
         self.check_cancel()?;
-        let Some((dest, hole, result)) = self.pending.pop_front() else {
+        let Some((dest, result)) = self.pending.pop_front() else {
             return Ok(());
         };
-        let (raw, packed) = match result {
-            Pending::Ready { raw, packed } => (raw, packed),
-            Pending::Running(rx) => rx.recv().expect("a compression job panicked"),
+        let (bytes, raw) = match result {
+            Pending::Ready(bytes, raw) => (bytes, raw),
+            Pending::Running(rx) => rx.recv().expect("a compression job panicked")?,
         };
-        let (bytes, word) = match (&packed, hole) {
-            (_, true) => (&[][..], 0),
-            (Some(p), false) => (&p[..], p.len() as u32),
-            (None, false) => (&raw[..], raw.len() as u32 | RAW_BIT),
+        let word = match (bytes.is_empty(), raw) {
+            (true, _) => 0,
+            (false, true) => bytes.len() as u32 | RAW_BIT,
+            (false, false) => bytes.len() as u32,
         };
         match dest {
             Dest::Block { data, block } => {
@@ -359,7 +506,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
                 }
             }
         }
-        self.sink.write_all(bytes).map_err(|source| Error::Write {
+        self.sink.write_all(&bytes).map_err(|source| Error::Write {
             path: self.out_path.to_path_buf(),
             source,
         })?;
@@ -388,6 +535,115 @@ impl<'a, W: Write> DataWriter<'a, W> {
     }
 }
 
+/// A pool job: the block's bytes in the image and whether they are raw, from
+/// the cache or by compressing (then stored in the cache).
+fn pack_block(
+    comp: &Compressor,
+    cache: Option<(&Cache, &Key)>,
+    fragment: bool,
+    pieces: Vec<Piece>,
+    len: usize,
+) -> Result<(Vec<u8>, bool), Error> {
+    if let Some((cache, key)) = cache {
+        if let Some(entry) = cache.get(key, fragment, len) {
+            return Ok((entry.bytes, entry.raw));
+        }
+    }
+    let content = materialize(pieces, len)?;
+    let (bytes, raw) = match comp.compress_data(&content) {
+        Some(packed) => (packed, false),
+        None => (content, true),
+    };
+    if let Some((cache, key)) = cache {
+        cache.put(key, raw, &bytes);
+    }
+    Ok((bytes, raw))
+}
+
+/// A block's uncompressed content: its pieces, deferred ones read now and
+/// checked against their hashes.
+fn materialize(mut pieces: Vec<Piece>, len: usize) -> Result<Vec<u8>, Error> {
+    if let [Piece::Bytes(_)] = pieces.as_slice() {
+        let Some(Piece::Bytes(bytes)) = pieces.pop() else {
+            unreachable!("matched above")
+        };
+        return Ok(bytes);
+    }
+    let mut content = Vec::with_capacity(len);
+    for piece in pieces {
+        match piece {
+            Piece::Bytes(bytes) => content.extend_from_slice(&bytes),
+            Piece::Deferred {
+                path,
+                offset,
+                len,
+                hash,
+            } => {
+                let at = content.len();
+                content.resize(at + len, 0);
+                let read =
+                    File::open(&path).and_then(|f| f.read_exact_at(&mut content[at..], offset));
+                if let Err(source) = read {
+                    return Err(if source.kind() == io::ErrorKind::UnexpectedEof {
+                        Error::FileChanged {
+                            path,
+                            expected: offset + len as u64,
+                            found: offset,
+                        }
+                    } else {
+                        Error::Read { path, source }
+                    });
+                }
+                if blake3::hash(&content[at..]).as_bytes() != &hash {
+                    return Err(Error::FileChanged {
+                        path,
+                        expected: offset + len as u64,
+                        found: offset + len as u64,
+                    });
+                }
+            }
+        }
+    }
+    Ok(content)
+}
+
+/// A file's identity besides its length: the hash of its content when it is
+/// smaller than a block (one hash), else the hash of its block hashes.
+fn file_hash(block_hashes: &[[u8; 32]]) -> [u8; 32] {
+    if let [only] = block_hashes {
+        return *only;
+    }
+    let mut h = blake3::Hasher::new_derive_key("mkportable file v1");
+    for hash in block_hashes {
+        h.update(hash);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// Reads `source` (exactly `size` bytes) in blocks of `bs` bytes (the last one
+/// shorter) and hands each to `each` in a buffer it may take or clear.
+fn read_blocks(
+    source: &FileSource,
+    size: u64,
+    bs: usize,
+    mut each: impl FnMut(&mut Vec<u8>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut buf = Vec::with_capacity(bs);
+    let mut done = 0u64;
+    read_exact_size(source, size, |mut chunk| {
+        while !chunk.is_empty() {
+            let n = (bs - buf.len()).min(chunk.len());
+            buf.extend_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+            done += n as u64;
+            if buf.len() == bs || done == size {
+                each(&mut buf)?;
+                buf.clear();
+            }
+        }
+        Ok(())
+    })
+}
 fn is_zero(bytes: &[u8]) -> bool {
     let (words, rest) = bytes.as_chunks::<16>();
     words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|b| *b == 0)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::tree::Xattrs;
 use crate::tree::{components, tree_error};
-use crate::{Error, FileSource, InodeId, Kind, Metadata, Tree};
+use crate::{Error, FileSource, Fingerprint, InodeId, Kind, Metadata, Tree};
 
 /// The xattr namespaces SquashFS can store.
 const XATTR_PREFIXES: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
@@ -119,6 +119,7 @@ impl Tree {
                 source: FileSource::Host {
                     path: host.to_path_buf(),
                     sparse,
+                    stat: Some(Fingerprint::of(&stat)),
                 },
                 size: stat.size(),
             }

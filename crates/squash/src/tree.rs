@@ -65,9 +65,45 @@ pub enum FileSource {
         path: PathBuf,
         /// Whether the file occupies fewer blocks on disk than its size (it has holes).
         sparse: bool,
+        /// The file's stat fingerprint when it was listed, which lets a
+        /// [`Cache`](crate::Cache) reuse its hashes without reading it.
+        stat: Option<Fingerprint>,
     },
     /// Bytes held in memory (generated files).
     Bytes(Arc<[u8]>),
+}
+
+/// A host file's identity as `lstat` saw it: device, inode, size, and mtime
+/// and ctime to the nanosecond. Any write to a file changes its ctime, so an
+/// unchanged fingerprint means unchanged contents unless something restored
+/// the ctime (a filesystem snapshot rollback, a changed clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_mtime` in nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// `st_ctime` in nanoseconds since the epoch.
+    pub ctime_ns: i128,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `meta` (from `lstat` or `fstat`).
+    pub fn of(meta: &std::fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Fingerprint {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// What an inode is.

@@ -614,6 +614,7 @@ fn host_files_round_trip() {
             source: FileSource::Host {
                 path,
                 sparse: false,
+                stat: None,
             },
             size: size as u64,
         };
@@ -648,6 +649,7 @@ fn host_files_round_trip() {
         source: FileSource::Host {
             path: sparse_path,
             sparse: true,
+            stat: None,
         },
         size: len as u64,
     };

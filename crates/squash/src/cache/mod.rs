@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::Fingerprint;
+
 pub use store::CacheStats;
 
 /// Where the cache is and how it may be used.
@@ -144,7 +146,10 @@ impl Cache {
 
     /// Why the cache is off, if it is.
     pub fn warning(&self) -> Option<String> {
-        self.warning.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counts the entries and bytes in the cache folder `dir`.
@@ -163,5 +168,167 @@ impl Cache {
     /// The folder cannot be listed or an entry cannot be removed.
     pub fn clear(dir: &Path) -> std::io::Result<CacheStats> {
         store::clear(dir)
+    }
+}
+
+/// What the writer needs of the cache while writing one image: keys under
+/// one set of settings, lookups and stores that count and never fail.
+impl Cache {
+    /// The digest of everything besides a block's content that changes its
+    /// compressed bytes: the compressor's resolved settings (`tag`), the block
+    /// size, this crate's version (which pins the compressor libraries) and
+    /// the cache format.
+    pub(crate) fn settings(tag: &str, block_size: u32) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("mkportable cache v1 settings");
+        h.update(tag.as_bytes());
+        h.update(&block_size.to_le_bytes());
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        h.update(&zstd::zstd_safe::version_number().to_le_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// The key of a data block whose content hashes to `hash`.
+    pub(crate) fn block_key(settings: &[u8; 32], hash: &[u8; 32]) -> Key {
+        let mut h = blake3::Hasher::new_derive_key("mkportable cache v1 data block");
+        h.update(settings);
+        h.update(hash);
+        Key(*h.finalize().as_bytes())
+    }
+
+    /// The key of a fragment block holding files of these sizes and content hashes, in order.
+    pub(crate) fn fragment_key(settings: &[u8; 32], members: &[(u64, [u8; 32])]) -> Key {
+        let mut h = blake3::Hasher::new_derive_key("mkportable cache v1 fragment block");
+        h.update(settings);
+        for (size, hash) in members {
+            h.update(&size.to_le_bytes());
+            h.update(hash);
+        }
+        Key(*h.finalize().as_bytes())
+    }
+
+    fn is_off(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Looks `key` up for a block of `len` uncompressed bytes; counts a hit or a miss.
+    pub(crate) fn get(&self, key: &Key, fragment: bool, len: usize) -> Option<store::Entry> {
+        // Reading goes on after storing failed: a read-only cache still serves hits.
+        let entry = match self.store.get(key) {
+            // A raw entry is the block itself; a compressed one is strictly smaller.
+            store::Lookup::Hit(e)
+                if (e.raw && e.bytes.len() == len) || (!e.raw && e.bytes.len() < len) =>
+            {
+                Some(e)
+            }
+            store::Lookup::Hit(_) | store::Lookup::Bad => {
+                self.counters.bad_entries.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            store::Lookup::Miss => None,
+        };
+        let counter = match (fragment, entry.is_some()) {
+            (false, true) => &self.counters.block_hits,
+            (false, false) => &self.counters.block_misses,
+            (true, true) => &self.counters.fragment_hits,
+            (true, false) => &self.counters.fragment_misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        entry
+    }
+
+    /// Stores a block's image bytes; the first failure turns storing off with a warning.
+    pub(crate) fn put(&self, key: &Key, raw: bool, bytes: &[u8]) {
+        if self.is_off() {
+            return;
+        }
+        match self.store.put(key, raw, bytes) {
+            Ok(()) => {
+                self.counters
+                    .entries_written
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.turn_off(format!(
+                "cannot write to cache `{}` ({e}); going on without storing",
+                self.config.dir.display()
+            )),
+        }
+    }
+
+    fn turn_off(&self, why: String) {
+        if !self.disabled.swap(true, Ordering::Relaxed) {
+            let mut warning = self.warning.lock().unwrap_or_else(|e| e.into_inner());
+            warning.get_or_insert(why);
+        }
+    }
+
+    /// The recorded block hashes of a file with fingerprint `fp`, if
+    /// [`CacheConfig::trust_stat`] allows using them.
+    pub(crate) fn trusted_hashes(
+        &self,
+        fp: &Fingerprint,
+        block_size: u32,
+    ) -> Option<stat::BlockHashes> {
+        if !self.config.trust_stat {
+            return None;
+        }
+        let hashes = self.stats.lock().ok()?.get(fp, block_size)?;
+        let blocks = fp.size.div_ceil(u64::from(block_size)).max(1);
+        (hashes.len() as u64 == blocks).then_some(hashes)
+    }
+
+    /// Counts a file packed without being read.
+    pub(crate) fn not_read(&self, bytes: u64) {
+        self.counters.files_not_read.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_not_read
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Remembers the block hashes of a file read in full.
+    pub(crate) fn record(&self, fp: &Fingerprint, block_size: u32, hashes: stat::BlockHashes) {
+        if let Ok(mut db) = self.stats.lock() {
+            db.record(fp, block_size, hashes);
+        }
+    }
+
+    /// Saves the file records, evicts entries above the cap, and says what happened.
+    pub(crate) fn finish(&self) -> CacheReport {
+        if !self.is_off() {
+            let saved = self
+                .stats
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))
+                .and_then(|mut db| db.save());
+            if let Err(e) = saved {
+                self.turn_off(format!(
+                    "cannot write to cache `{}` ({e}); going on without storing",
+                    self.config.dir.display()
+                ));
+            }
+        }
+        let mut evicted = 0;
+        if !self.is_off() && self.counters.entries_written.load(Ordering::Relaxed) > 0 {
+            match self.store.trim(self.config.max_bytes) {
+                Ok(n) => evicted = n,
+                Err(e) => self.turn_off(format!(
+                    "cannot trim cache `{}` ({e})",
+                    self.config.dir.display()
+                )),
+            }
+        }
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheReport {
+            block_hits: load(&c.block_hits),
+            block_misses: load(&c.block_misses),
+            fragment_hits: load(&c.fragment_hits),
+            fragment_misses: load(&c.fragment_misses),
+            files_not_read: load(&c.files_not_read),
+            bytes_not_read: load(&c.bytes_not_read),
+            bad_entries: load(&c.bad_entries),
+            entries_written: load(&c.entries_written),
+            entries_evicted: evicted,
+            warning: self.warning(),
+        }
     }
 }

@@ -1,0 +1,253 @@
+//! The persistent block cache, through the public API: it never changes the
+//! bytes, warm builds compress nothing, trusted fingerprints skip reads, and
+//! a one-file change misses on few fragment blocks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use mkportable_squash::{write_to, Cache, CacheConfig, CacheReport, Compression, Options, Tree};
+
+/// Reproducible text-like bytes (compressible, distinct per seed).
+fn text(n: usize, seed: u64) -> Vec<u8> {
+    let words = [
+        "alpha ", "beta ", "gamma ", "delta\n", "epsilon ", "zeta ", "eta\n",
+    ];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(words[(x % 7) as usize].as_bytes());
+        out.extend_from_slice(&(x as u16).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// A source tree: `small` small files (`min` to `min + spread` bytes), a few large ones, a duplicate.
+fn populate_with(dir: &Path, small: usize, min: usize, spread: usize) {
+    std::fs::create_dir_all(dir.join("small")).unwrap();
+    for i in 0..small {
+        let size = min + (i * 7919) % spread;
+        std::fs::write(dir.join(format!("small/{i:05}")), text(size, i as u64)).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("large")).unwrap();
+    for i in 0..3u64 {
+        std::fs::write(
+            dir.join(format!("large/{i}")),
+            text(300_000 + i as usize * 4099, 1000 + i),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("large/copy"), text(300_000, 1000)).unwrap();
+    let mut sparse = vec![0u8; 64 * 1024];
+    sparse.extend(text(5000, 77));
+    std::fs::write(dir.join("large/sparse"), sparse).unwrap();
+}
+
+fn options(block_size: u32, cache: Option<Arc<Cache>>, threads: usize) -> Options {
+    Options {
+        compression: Compression::parse("xz").unwrap(),
+        block_size,
+        all_root: true,
+        threads,
+        cache,
+        ..Options::default()
+    }
+}
+
+fn build(src: &Path, options: &Options) -> (Vec<u8>, Option<CacheReport>) {
+    let tree = Tree::from_sources(&[src], false, 0).unwrap();
+    let mut image = std::io::Cursor::new(Vec::new());
+    let report = write_to(&tree, options, &mut image).unwrap();
+    (image.into_inner(), report.cache)
+}
+
+fn open(dir: &Path, trust_stat: bool) -> Arc<Cache> {
+    let cache = Cache::open(CacheConfig {
+        dir: dir.to_path_buf(),
+        max_bytes: 1 << 30,
+        trust_stat,
+    });
+    assert_eq!(cache.warning(), None);
+    Arc::new(cache)
+}
+
+fn populate(dir: &Path, small: usize) {
+    populate_with(dir, small, 100, 2900);
+}
+
+#[test]
+fn warm_equals_cold_at_any_thread_count() {
+    let src = tempfile::tempdir().unwrap();
+    populate(src.path(), 300);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let (cold, none) = build(src.path(), &options(16 * 1024, None, 2));
+    assert!(none.is_none());
+    let (first, report) = build(
+        src.path(),
+        &options(16 * 1024, Some(open(cache_dir.path(), false)), 2),
+    );
+    assert!(
+        first == cold,
+        "a cold build with a cache differs from one without"
+    );
+    let report = report.unwrap();
+    assert_eq!(
+        (report.block_hits, report.fragment_hits),
+        (0, 0),
+        "{report:?}"
+    );
+    assert!(
+        report.entries_written > 0 && report.fragment_misses > 10,
+        "{report:?}"
+    );
+    for threads in [1, 2, 8] {
+        let (warm, report) = build(
+            src.path(),
+            &options(16 * 1024, Some(open(cache_dir.path(), false)), threads),
+        );
+        assert!(warm == cold, "warm build at {threads} threads differs");
+        let report = report.unwrap();
+        assert_eq!(
+            (report.block_misses, report.fragment_misses),
+            (0, 0),
+            "{report:?}"
+        );
+        assert!(
+            report.block_hits > 0 && report.fragment_hits > 10,
+            "{report:?}"
+        );
+        assert_eq!(report.entries_written, 0, "{report:?}");
+    }
+}
+
+#[test]
+fn one_small_file_changed_added_or_removed_misses_few_fragment_blocks() {
+    let src = tempfile::tempdir().unwrap();
+    // Tiny files, many to a block: with plain tail packing a change would
+    // shift every later fragment block.
+    populate_with(src.path(), 6000, 20, 380);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let bs = 4096;
+    let (_, first) = build(
+        src.path(),
+        &options(bs, Some(open(cache_dir.path(), false)), 2),
+    );
+    let fragments = first.unwrap().fragment_misses;
+    assert!(fragments > 200, "{fragments} fragment blocks");
+    let edits: [(&str, fn(&Path)); 3] = [
+        ("changed", |dir| {
+            std::fs::write(dir.join("small/00500"), text(1500, 4242)).unwrap()
+        }),
+        ("added", |dir| {
+            std::fs::write(dir.join("small/03000a"), text(1800, 4343)).unwrap()
+        }),
+        ("removed", |dir| {
+            std::fs::remove_file(dir.join("small/04500")).unwrap()
+        }),
+    ];
+    for (what, edit) in edits {
+        edit(src.path());
+        let (cold, _) = build(src.path(), &options(bs, None, 2));
+        let (warm, report) = build(
+            src.path(),
+            &options(bs, Some(open(cache_dir.path(), false)), 2),
+        );
+        assert!(warm == cold, "{what}: warm differs from cold");
+        let report = report.unwrap();
+        eprintln!(
+            "{what}: {} of {fragments} fragment blocks missed",
+            report.fragment_misses
+        );
+        assert_eq!(report.block_misses, 0, "{what}: {report:?}");
+        assert!(
+            (1..=8).contains(&report.fragment_misses),
+            "{what}: {} of {fragments} fragment blocks missed",
+            report.fragment_misses
+        );
+    }
+}
+
+#[test]
+fn trusted_fingerprints_skip_reads_until_a_file_changes() {
+    let src = tempfile::tempdir().unwrap();
+    populate(src.path(), 200);
+    // Files changed in the last two seconds are not recorded (coarse file times).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let cache_dir = tempfile::tempdir().unwrap();
+    let (cold, _) = build(src.path(), &options(16 * 1024, None, 2));
+    let (_, first) = build(
+        src.path(),
+        &options(16 * 1024, Some(open(cache_dir.path(), true)), 2),
+    );
+    assert_eq!(first.unwrap().files_not_read, 0);
+    let (warm, report) = build(
+        src.path(),
+        &options(16 * 1024, Some(open(cache_dir.path(), true)), 2),
+    );
+    assert!(warm == cold);
+    let report = report.unwrap();
+    let files = 200 + 5;
+    assert_eq!(report.files_not_read, files, "{report:?}");
+    assert_eq!(
+        (report.block_misses, report.fragment_misses),
+        (0, 0),
+        "{report:?}"
+    );
+
+    // Rewriting a file with the same size changes its ctime: it is read again.
+    let path = src.path().join("small/00010");
+    let size = std::fs::metadata(&path).unwrap().len() as usize;
+    std::fs::write(&path, text(size, 99_999)).unwrap();
+    let (cold, _) = build(src.path(), &options(16 * 1024, None, 2));
+    let (warm, report) = build(
+        src.path(),
+        &options(16 * 1024, Some(open(cache_dir.path(), true)), 2),
+    );
+    assert!(warm == cold, "a changed file was not read again");
+    let report = report.unwrap();
+    assert_eq!(report.files_not_read, files - 1, "{report:?}");
+    assert_eq!(report.fragment_misses, 1, "{report:?}");
+
+    // Without trust, everything is read again.
+    let (warm, report) = build(
+        src.path(),
+        &options(16 * 1024, Some(open(cache_dir.path(), false)), 2),
+    );
+    assert!(warm == cold);
+    assert_eq!(report.unwrap().files_not_read, 0);
+}
+
+#[test]
+fn a_read_only_cache_still_serves_hits_and_warns_once() {
+    let src = tempfile::tempdir().unwrap();
+    populate(src.path(), 100);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let (cold, _) = build(
+        src.path(),
+        &options(16 * 1024, Some(open(cache_dir.path(), false)), 2),
+    );
+    // Remove some entries so the next build must store and fails to; root
+    // ignores permission bits, so make the folder unusable by replacing a
+    // shard folder with a file.
+    let blocks = cache_dir.path().join("blocks-v1");
+    let shard = std::fs::read_dir(&blocks)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_dir_all(&shard).unwrap();
+    std::fs::write(&shard, b"not a folder").unwrap();
+    let (warm, report) = build(
+        src.path(),
+        &options(16 * 1024, Some(open(cache_dir.path(), false)), 2),
+    );
+    assert!(warm == cold);
+    let report = report.unwrap();
+    assert!(report.block_hits + report.fragment_hits > 0, "{report:?}");
+    let warning = report.warning.expect("a warning");
+    assert!(warning.contains("cannot write to cache"), "{warning}");
+}
