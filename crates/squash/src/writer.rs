@@ -308,7 +308,15 @@ fn write_inner<W: Write + Seek>(
         dedup: options.dedup,
         cancel: options.cancel.as_deref(),
     };
-    let mut data = DataWriter::new(&mut *sink, head.len() as u64, &comp, data_opts, &pool, out);
+    let mut data = DataWriter::new(
+        &mut *sink,
+        head.len() as u64,
+        &comp,
+        data_opts,
+        &pool,
+        options.cache.clone(),
+        out,
+    );
     let mut n_files = 0u64;
     for &id in &prepared.preorder {
         if let Kind::File { source, size } = tree.kind(id) {
@@ -474,7 +482,7 @@ fn write_inner<W: Write + Seek>(
         bytes_in,
         bytes_written: padded,
         dedup_saved,
-        cache: None,
+        cache: options.cache.as_deref().map(crate::Cache::finish),
     })
 }
 
