@@ -18,8 +18,8 @@
 //! fingerprints and knows a file's block hashes, the file is not read here at
 //! all: its blocks go to the pool as *deferred* pieces, read (and checked
 //! against their hashes) only if the cache misses. Small files are packed into
-//! fragment blocks by [`Packer`], whose boundaries move little when one file
-//! changes, so a rebuild misses on few fragment blocks.
+//! fragment blocks at content-defined cuts, whose boundaries move little when one file
+//! changes, so a rebuild misses on few fragment blocks (see [`fragments`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -32,7 +32,7 @@ use std::sync::{mpsc, Arc};
 use crate::cache::stat::BlockHashes;
 use crate::cache::{Cache, Key};
 use crate::compress::Compressor;
-use crate::fragments::Packer;
+use crate::fragments;
 use crate::{Error, FileSource};
 
 /// Size word bit: the block is stored uncompressed.
@@ -95,6 +95,16 @@ enum Piece {
     },
 }
 
+/// A small file waiting in the open fragment block.
+#[derive(Debug)]
+struct Member {
+    piece: Piece,
+    /// Size and content hash.
+    key: (u64, [u8; 32]),
+    /// Its [`FileData`], whose fragment position is set when the block closes.
+    data: usize,
+}
+
 /// A block on its way to the image: its bytes in the image and whether they
 /// are stored uncompressed, ready or still on the pool.
 #[derive(Debug)]
@@ -124,10 +134,10 @@ pub(crate) struct DataWriter<'a, W: Write> {
     pending: VecDeque<(Dest, Pending)>,
     pub(crate) files: Vec<FileData>,
     pub(crate) fragments: Vec<Fragment>,
-    packer: Packer,
-    /// The members of the open fragment block: content and (size, hash).
-    open_fragment: Vec<Piece>,
-    open_members: Vec<(u64, [u8; 32])>,
+    /// The files waiting in the open fragment block, in order.
+    open_fragment: Vec<Member>,
+    /// Their total size.
+    open_fill: u64,
     seen: HashMap<(u64, [u8; 32]), usize>,
     /// Sizes of the large files stored so far: only these can have a duplicate.
     sizes_seen: HashSet<u64>,
@@ -161,9 +171,8 @@ impl<'a, W: Write> DataWriter<'a, W> {
             pending: VecDeque::new(),
             files: Vec::new(),
             fragments: Vec::new(),
-            packer: Packer::new(opts.block_size),
             open_fragment: Vec::new(),
-            open_members: Vec::new(),
+            open_fill: 0,
             seen: HashMap::new(),
             sizes_seen: HashSet::new(),
             zero_hashes: HashMap::new(),
@@ -260,17 +269,17 @@ impl<'a, W: Write> DataWriter<'a, W> {
             ));
             self.drain_window()?;
         } else if self.opts.fragments {
-            let len = size as usize;
-            if self.packer.full_before(len) {
-                self.close_fragment()?;
+            let bs = self.opts.block_size as u64;
+            while !self.open_fragment.is_empty() && self.open_fill + size > bs {
+                let members: Vec<(u64, [u8; 32])> =
+                    self.open_fragment.iter().map(|m| m.key).collect();
+                let n = fragments::cut(&members, bs);
+                self.close_fragment(n)?;
             }
-            let index = self.fragments.len() as u32;
-            let offset: usize = self.open_members.iter().map(|m| m.0 as usize).sum();
-            self.files[data].fragment = (index, offset as u32);
-            self.open_fragment.push(piece);
-            self.open_members.push(key);
-            if self.packer.add(len, &hash) {
-                self.close_fragment()?;
+            self.open_fragment.push(Member { piece, key, data });
+            self.open_fill += size;
+            if fragments::ends_run(size, bs, &hash) {
+                self.close_fragment(self.open_fragment.len())?;
             }
         } else {
             self.files[data].sizes.push(0);
@@ -417,21 +426,29 @@ impl<'a, W: Write> DataWriter<'a, W> {
         Some(Cache::block_key(settings, hash))
     }
 
-    fn close_fragment(&mut self) -> Result<(), Error> {
-        self.packer.closed();
-        if self.open_fragment.is_empty() {
+    /// Closes a fragment block holding the first `n` files waiting in the
+    /// open one; the others stay for the next.
+    fn close_fragment(&mut self, n: usize) -> Result<(), Error> {
+        if n == 0 {
             return Ok(());
         }
-        let pieces = std::mem::take(&mut self.open_fragment);
-        let members = std::mem::take(&mut self.open_members);
-        let len = members.iter().map(|m| m.0 as usize).sum();
+        let index = self.fragments.len();
+        self.fragments.push(Fragment::default());
+        let mut pieces = Vec::with_capacity(n);
+        let mut members = Vec::with_capacity(n);
+        let mut offset = 0u64;
+        for member in self.open_fragment.drain(..n) {
+            self.files[member.data].fragment = (index as u32, offset as u32);
+            offset += member.key.0;
+            pieces.push(member.piece);
+            members.push(member.key);
+        }
+        self.open_fill -= offset;
         let cache_key = self
             .cache
             .as_ref()
             .map(|(_, settings)| Cache::fragment_key(settings, &members));
-        let index = self.fragments.len();
-        self.fragments.push(Fragment::default());
-        self.submit(Dest::Fragment(index), pieces, len, cache_key)
+        self.submit(Dest::Fragment(index), pieces, offset as usize, cache_key)
     }
 
     /// Hands a block of `len` bytes to the pool at once (reading goes on
@@ -523,7 +540,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
 
     /// Writes what is still pending and says where everything went.
     pub(crate) fn finish(mut self) -> Result<DataArea, Error> {
-        self.close_fragment()?;
+        self.close_fragment(self.open_fragment.len())?;
         self.flush()?;
         Ok(DataArea {
             end: self.pos,

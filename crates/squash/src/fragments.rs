@@ -1,68 +1,53 @@
 //! Where fragment blocks end: packing small files so that a local change
 //! moves only a few fragment-block boundaries.
 //!
-//! Plain tail packing (mksquashfs's) fills each fragment block in order, so
-//! adding, removing or resizing one small file shifts every later file and
-//! changes every later fragment block: a block cache would miss on all of them.
-//! Here the sequence of small files is cut into *runs* at content-defined
-//! anchors, and runs are packed greedily on their own: a run always starts a
-//! new fragment block. A file is an anchor when its content hash falls below a
-//! threshold proportional to its size, so anchors come on average every
-//! `RUN_BLOCKS` block sizes of small files whatever the size distribution, and
-//! they depend only on each file's own content. A change then alters the
-//! fragment blocks from the changed file to the end of its run, and no others.
+//! Plain tail packing (mksquashfs's) closes a fragment block when the next
+//! file does not fit. Adding, removing or resizing one small file shifts every
+//! later file, and with many files to a block the boundaries seldom fall back
+//! into step: every later fragment block changes, and a block cache misses on
+//! all of them. Two content-defined rules fix that at a small price in fill:
 //!
-//! The price is one partly filled fragment block per run (see BENCHMARKS.md
-//! for the measured size cost).
+//! - **Cuts.** When the next file does not fit, the block ends not after the
+//!   last file that fits but after the file, among those ending in the last
+//!   `1/WINDOW` of the block, with the smallest content-hash priority. Two
+//!   packings that are out of step by less than the window mostly pick the
+//!   same file, and are in step again from there.
+//! - **Runs.** A file whose hash falls below a threshold proportional to its
+//!   size ends a run (on average every `RUN_BLOCKS` blocks of small files) and
+//!   always closes its block, so even where cuts do not resynchronise (very
+//!   many tiny files), a change alters only the rest of its run.
+//!
+//! Both depend only on each file's own size and content hash. Measured on the
+//! Rust documentation (52 k files, 1 MiB blocks): 2.5 % more fragment blocks
+//! than plain packing, and a one-file change rewrites 1.4 fragment blocks on
+//! average (plain packing: 3.8, with a tail of dozens); see BENCHMARKS.md.
 
 /// The average length of a run, in block sizes.
-pub(crate) const RUN_BLOCKS: u64 = 4;
-
-/// Decides fragment-block boundaries for a sequence of small files.
-#[derive(Debug, Clone)]
-pub(crate) struct Packer {
-    block_size: usize,
-    fill: usize,
-}
-
-impl Packer {
-    pub(crate) fn new(block_size: usize) -> Packer {
-        Packer {
-            block_size,
-            fill: 0,
-        }
-    }
-
-    /// Whether the open block must be closed before a file of `size` bytes is added.
-    pub(crate) fn full_before(&self, size: usize) -> bool {
-        self.fill > 0 && self.fill + size > self.block_size
-    }
-
-    /// Adds a file; returns whether the open block must be closed after it
-    /// (the file ends a run).
-    pub(crate) fn add(&mut self, size: usize, hash: &[u8; 32]) -> bool {
-        if self.full_before(size) {
-            self.fill = 0;
-        }
-        self.fill += size;
-        if is_anchor(size as u64, self.block_size as u64, hash) {
-            self.fill = 0;
-            return true;
-        }
-        false
-    }
-
-    /// Forgets the open block (it was closed).
-    pub(crate) fn closed(&mut self) {
-        self.fill = 0;
-    }
-}
+pub(crate) const RUN_BLOCKS: u64 = 32;
+/// A cut lands in the last `1/WINDOW` of the block.
+const WINDOW: u64 = 16;
 
 /// Whether a file of `size` bytes with content hash `hash` ends a run: with
 /// probability `size / (RUN_BLOCKS * block_size)`.
-fn is_anchor(size: u64, block_size: u64, hash: &[u8; 32]) -> bool {
+pub(crate) fn ends_run(size: u64, block_size: u64, hash: &[u8; 32]) -> bool {
     let draw = u64::from_le_bytes(hash[24..32].try_into().expect("8 bytes"));
     u128::from(draw) * u128::from(RUN_BLOCKS * block_size) < u128::from(size) << 64
+}
+
+/// Where to close a full block holding `members` (size, content hash), in
+/// order: the number of leading members that form the block (at least one).
+pub(crate) fn cut(members: &[(u64, [u8; 32])], block_size: u64) -> usize {
+    let window_start = block_size - block_size / WINDOW;
+    let priority = |hash: &[u8; 32]| u64::from_le_bytes(hash[16..24].try_into().expect("8 bytes"));
+    let mut end = 0u64;
+    let mut best: Option<(u64, usize)> = None;
+    for (i, (size, hash)) in members.iter().enumerate() {
+        end += size;
+        if end >= window_start && best.is_none_or(|(p, _)| priority(hash) < p) {
+            best = Some((priority(hash), i));
+        }
+    }
+    best.map_or(members.len(), |(_, i)| i + 1)
 }
 
 #[cfg(test)]
@@ -70,17 +55,40 @@ mod tests {
     use super::*;
 
     /// Packs `files` (size, hash) and returns the fragment blocks as lists of file indexes.
-    fn pack(block_size: usize, files: &[(usize, [u8; 32])]) -> Vec<Vec<usize>> {
-        let mut packer = Packer::new(block_size);
+    /// Plain tail packing: a block ends when the next file does not fit.
+    fn pack_plain(block_size: usize, files: &[(usize, [u8; 32])]) -> Vec<Vec<usize>> {
         let mut blocks: Vec<Vec<usize>> = vec![];
         let mut open: Vec<usize> = vec![];
-        for (i, (size, hash)) in files.iter().enumerate() {
-            if packer.full_before(*size) {
+        let mut fill = 0;
+        for (i, (size, _)) in files.iter().enumerate() {
+            if fill + size > block_size {
                 blocks.push(std::mem::take(&mut open));
-                packer.closed();
+                fill = 0;
             }
             open.push(i);
-            if packer.add(*size, hash) {
+            fill += size;
+        }
+        blocks.push(open);
+        blocks
+    }
+
+    /// Packs as the data area does: cut when the next file does not fit, close at a run's end.
+    fn pack(block_size: usize, files: &[(usize, [u8; 32])]) -> Vec<Vec<usize>> {
+        let bs = block_size as u64;
+        let mut blocks: Vec<Vec<usize>> = vec![];
+        let mut open: Vec<usize> = vec![];
+        let fill = |open: &[usize]| open.iter().map(|&i| files[i].0).sum::<usize>();
+        for (i, (size, hash)) in files.iter().enumerate() {
+            while !open.is_empty() && fill(&open) + size > block_size {
+                let members: Vec<(u64, [u8; 32])> = open
+                    .iter()
+                    .map(|&j| (files[j].0 as u64, files[j].1))
+                    .collect();
+                let n = cut(&members, bs);
+                blocks.push(open.drain(..n).collect());
+            }
+            open.push(i);
+            if ends_run(*size as u64, bs, hash) {
                 blocks.push(std::mem::take(&mut open));
             }
         }
@@ -89,6 +97,8 @@ mod tests {
         }
         blocks
     }
+
+    type Packing = fn(usize, &[(usize, [u8; 32])]) -> Vec<Vec<usize>>;
 
     fn files(n: usize, seed: u64) -> Vec<(usize, Vec<u8>)> {
         (0..n)
@@ -109,10 +119,15 @@ mod tests {
     }
 
     /// The blocks of `b` not in `a`, as contents (lists of file ids).
-    fn changed(a: &[(usize, Vec<u8>)], b: &[(usize, Vec<u8>)], block_size: usize) -> usize {
+    fn changed(
+        packer: Packing,
+        a: &[(usize, Vec<u8>)],
+        b: &[(usize, Vec<u8>)],
+        block_size: usize,
+    ) -> usize {
         let contents =
             |files: &[(usize, Vec<u8>)]| -> std::collections::HashSet<Vec<(usize, Vec<u8>)>> {
-                pack(block_size, &with_hashes(files))
+                packer(block_size, &with_hashes(files))
                     .into_iter()
                     .map(|block| block.into_iter().map(|i| files[i].clone()).collect())
                     .collect()
@@ -131,48 +146,61 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_local_change_moves_few_blocks() {
-        let block_size = 16 * 1024;
-        let base = files(4000, 7);
-        let n_blocks = pack(block_size, &with_hashes(&base)).len();
-        assert!(n_blocks > 300, "{n_blocks} blocks");
+    /// (mean, worst) fragment blocks changed by one-file edits all along `base`.
+    fn edits(packer: Packing, base: &[(usize, Vec<u8>)], block_size: usize) -> (f64, usize) {
         let mut worst = 0;
         let mut total = 0;
         let mut cases = 0;
-        for at in (0..base.len()).step_by(97) {
-            let mut grown = base.clone();
+        for at in (0..base.len()).step_by(base.len() / 40) {
+            let mut grown = base.to_vec();
             grown[at].0 += 10;
             grown[at].1.push(b'!');
-            let mut removed = base.clone();
+            let mut removed = base.to_vec();
             removed.remove(at);
-            let mut added = base.clone();
+            let mut added = base.to_vec();
             added.insert(at, (700, b"new".to_vec()));
             for edited in [grown, removed, added] {
-                let n = changed(&base, &edited, block_size);
+                let n = changed(packer, base, &edited, block_size);
                 worst = worst.max(n);
                 total += n;
                 cases += 1;
             }
         }
-        let mean = total as f64 / cases as f64;
-        // Runs average RUN_BLOCKS blocks; a change rewrites the rest of its run.
-        assert!(mean <= 1.0 + RUN_BLOCKS as f64, "mean {mean}");
-        assert!(worst <= 6 * RUN_BLOCKS as usize, "worst {worst}");
+        (total as f64 / cases as f64, worst)
+    }
+
+    #[test]
+    fn a_local_change_moves_few_blocks() {
+        // (files, smallest, spread, block size): about 10 files to a block, and about 200.
+        for (n, min, spread, block_size) in
+            [(4000, 50, 3000, 16 * 1024), (40_000, 20, 380, 32 * 1024)]
+        {
+            let base: Vec<(usize, Vec<u8>)> = files(n, 7)
+                .into_iter()
+                .map(|(size, id)| (min + size % spread, id))
+                .collect();
+            let n_blocks = pack(block_size, &with_hashes(&base)).len();
+            assert!(n_blocks > 150, "{n_blocks} blocks");
+            let (mean, worst) = edits(pack, &base, block_size);
+            let (plain_mean, plain_worst) = edits(pack_plain, &base, block_size);
+            eprintln!(
+                "{n_blocks} blocks: changed mean {mean:.1}, worst {worst}; plain packing: mean {plain_mean:.1}, worst {plain_worst}"
+            );
+            assert!(mean <= RUN_BLOCKS as f64 / 2.0, "mean {mean}");
+            assert!(worst <= 3 * RUN_BLOCKS as usize, "worst {worst}");
+        }
     }
 
     #[test]
     fn blocks_stay_nearly_full() {
         let block_size = 16 * 1024;
         let fs = with_hashes(&files(20_000, 3));
-        let bytes: usize = fs.iter().map(|f| f.0).sum();
         let blocks = pack(block_size, &fs).len();
-        let tight = bytes.div_ceil(block_size);
-        // One partly filled block per run of about RUN_BLOCKS blocks.
-        let bound = tight as f64 * (1.0 + 1.0 / RUN_BLOCKS as f64);
+        let plain = pack_plain(block_size, &fs).len();
+        eprintln!("{blocks} blocks for {plain} with plain packing");
         assert!(
-            (blocks as f64) < bound,
-            "{blocks} blocks for {tight} full ones"
+            (blocks as f64) < plain as f64 * 1.05,
+            "{blocks} blocks for {plain}"
         );
     }
 }

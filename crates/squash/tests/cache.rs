@@ -128,24 +128,24 @@ fn one_small_file_changed_added_or_removed_misses_few_fragment_blocks() {
     let src = tempfile::tempdir().unwrap();
     // Tiny files, many to a block: with plain tail packing a change would
     // shift every later fragment block.
-    populate_with(src.path(), 6000, 20, 380);
+    populate_with(src.path(), 16_000, 20, 380);
     let cache_dir = tempfile::tempdir().unwrap();
-    let bs = 4096;
+    let bs = 32 * 1024;
     let (_, first) = build(
         src.path(),
         &options(bs, Some(open(cache_dir.path(), false)), 2),
     );
     let fragments = first.unwrap().fragment_misses;
-    assert!(fragments > 200, "{fragments} fragment blocks");
+    assert!(fragments > 90, "{fragments} fragment blocks");
     let edits: [(&str, fn(&Path)); 3] = [
         ("changed", |dir| {
             std::fs::write(dir.join("small/00500"), text(1500, 4242)).unwrap()
         }),
         ("added", |dir| {
-            std::fs::write(dir.join("small/03000a"), text(1800, 4343)).unwrap()
+            std::fs::write(dir.join("small/08000a"), text(1800, 4343)).unwrap()
         }),
         ("removed", |dir| {
-            std::fs::remove_file(dir.join("small/04500")).unwrap()
+            std::fs::remove_file(dir.join("small/12000")).unwrap()
         }),
     ];
     for (what, edit) in edits {
