@@ -84,8 +84,8 @@ Example (nixpkgs' portableService):
 /// What a command line asks for.
 #[derive(Debug)]
 pub enum Parsed {
-    /// Build an image.
-    Build(Job),
+    /// Build an image (boxed: a `Job` is large beside the other variants).
+    Build(Box<Job>),
     /// Print the options (`-help`, `-h`).
     Help,
     /// Print the version (`-version`).
@@ -101,7 +101,7 @@ pub fn is_invoked_as(argv0: &OsStr) -> bool {
 pub fn run(args: &[OsString]) -> anyhow::Result<()> {
     let source_date_epoch = std::env::var_os("SOURCE_DATE_EPOCH");
     let text = match parse(args, source_date_epoch.as_deref())? {
-        Parsed::Build(job) => return job::run(job),
+        Parsed::Build(job) => return job::run(*job),
         Parsed::Help => HELP.to_string(),
         Parsed::Version => format!(
             "mkportable {}: mksquashfs 4.5.1-compatible personality (SquashFS 4.0; gzip, xz, zstd)\n",
@@ -165,8 +165,10 @@ pub fn parse(args: &[OsString], source_date_epoch: Option<&OsStr>) -> anyhow::Re
     Compression::from_mksquashfs(comp_name, &[])?;
     let x_takes_value = Compression::mksquashfs_x_options(comp_name);
 
+    // mksquashfs's layout: plain tail packing (stable packing serves the cache, which this personality does not use).
     let mut options = Options {
         exports: true,
+        stable_fragments: false,
         ..Options::default()
     };
     let mut x_options = Vec::new();
@@ -260,14 +262,16 @@ pub fn parse(args: &[OsString], source_date_epoch: Option<&OsStr>) -> anyhow::Re
         Reporting::Summary
     };
     let syntax = Syntax::Mksquashfs;
-    Ok(Parsed::Build(Job {
+    Ok(Parsed::Build(Box::new(Job {
         sources,
         output,
         keep_as_directory,
         options,
+        // A drop-in for mksquashfs: no cache, no files written beside the image.
+        cache: None,
         reporting,
         syntax,
-    }))
+    })))
 }
 
 /// The compressor named by `-comp`, if any; naming two different ones is an error, as in mksquashfs.
@@ -336,7 +340,7 @@ mod tests {
 
     fn build(args: &str, epoch: Option<&str>) -> Job {
         match parse_str(args, epoch) {
-            Ok(Parsed::Build(job)) => job,
+            Ok(Parsed::Build(job)) => *job,
             other => panic!("{args}: {other:?}"),
         }
     }
@@ -346,6 +350,7 @@ mod tests {
         Options {
             compression: Compression::Gzip { level: 9 },
             exports: true,
+            stable_fragments: false,
             ..Options::default()
         }
     }

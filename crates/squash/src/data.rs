@@ -118,6 +118,7 @@ enum Pending {
 pub(crate) struct DataOptions<'a> {
     pub(crate) block_size: usize,
     pub(crate) fragments: bool,
+    pub(crate) stable_fragments: bool,
     pub(crate) dedup: bool,
     pub(crate) cancel: Option<&'a AtomicBool>,
 }
@@ -273,12 +274,16 @@ impl<'a, W: Write> DataWriter<'a, W> {
             while !self.open_fragment.is_empty() && self.open_fill + size > bs {
                 let members: Vec<(u64, [u8; 32])> =
                     self.open_fragment.iter().map(|m| m.key).collect();
-                let n = fragments::cut(&members, bs);
+                let n = if self.opts.stable_fragments {
+                    fragments::cut(&members, bs)
+                } else {
+                    members.len()
+                };
                 self.close_fragment(n)?;
             }
             self.open_fragment.push(Member { piece, key, data });
             self.open_fill += size;
-            if fragments::ends_run(size, bs, &hash) {
+            if self.opts.stable_fragments && fragments::ends_run(size, bs, &hash) {
                 self.close_fragment(self.open_fragment.len())?;
             }
         } else {

@@ -32,6 +32,11 @@ pub struct Options {
     pub clamp_mtime: Option<u32>,
     /// Pack small files into fragment blocks (default on; `-no-fragments` turns it off).
     pub fragments: bool,
+    /// Pack small files at content-defined boundaries so that changing one
+    /// moves few fragment blocks, which keeps a [`Cache`] effective (default
+    /// on; about 0.3 % larger images than mksquashfs's plain tail packing,
+    /// which `false` selects).
+    pub stable_fragments: bool,
     /// Store identical files once (default on; `-no-duplicates`).
     pub dedup: bool,
     /// Store extended attributes (default on; `-no-xattrs`).
@@ -63,6 +68,7 @@ impl Default for Options {
             all_time: None,
             clamp_mtime: None,
             fragments: true,
+            stable_fragments: true,
             dedup: true,
             xattrs: true,
             exports: false,

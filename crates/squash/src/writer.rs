@@ -3,8 +3,10 @@
 //!
 //! Order of work (§16 of the format notes): number the inodes (pre-order, root
 //! last, as mksquashfs), gather ids and xattr sets, write the data area in tree
-//! order, then the inode and directory tables in one post-order pass, then the
-//! fragment, export, id and xattr tables, pad to 4 KiB, and finally the superblock.
+//! order, then the inode and directory tables (laid out in one post-order pass),
+//! then the fragment, export, id and xattr tables, pad to 4 KiB, and finally the
+//! superblock. The metadata blocks of every table are compressed on the pool too
+//! (see `meta`), and written in order.
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::compress::Compressor;
 use crate::data::{DataArea, DataOptions, DataWriter};
 use crate::inodes::{put16, put32, put64, write_tables, InodeInfo};
-use crate::meta::{encode_block, lookup_table, MetaWriter, METADATA_SIZE};
+use crate::meta::{encode, lookup_table, MetaWriter};
 use crate::tree::Xattrs;
 use crate::{Error, InodeId, Kind, Options, Tree};
 
@@ -305,6 +307,7 @@ fn write_inner<W: Write + Seek>(
     let data_opts = DataOptions {
         block_size: block_size as usize,
         fragments: options.fragments,
+        stable_fragments: options.stable_fragments,
         dedup: options.dedup,
         cancel: options.cancel.as_deref(),
     };
@@ -338,7 +341,7 @@ fn write_inner<W: Write + Seek>(
     }
 
     // Inode and directory tables.
-    let tables = write_tables(tree, &prepared.info, &files, block_size, &comp);
+    let tables = write_tables(tree, &prepared.info, &files, block_size, &comp, &pool);
     let mut emit = |bytes: &[u8], pos: &mut u64| -> Result<(), Error> {
         sink.write_all(bytes).map_err(write_err)?;
         *pos += bytes.len() as u64;
@@ -359,7 +362,7 @@ fn write_inner<W: Write + Seek>(
             put32(&mut records, f.size);
             put32(&mut records, 0);
         }
-        let (bytes, index) = lookup_table(&comp, &records, pos);
+        let (bytes, index) = lookup_table(&comp, &pool, &records, pos);
         emit(&bytes, &mut pos)?;
         index
     };
@@ -370,7 +373,7 @@ fn write_inner<W: Write + Seek>(
         for r in &tables.refs_by_number {
             put64(&mut records, *r);
         }
-        let (bytes, index) = lookup_table(&comp, &records, pos);
+        let (bytes, index) = lookup_table(&comp, &pool, &records, pos);
         emit(&bytes, &mut pos)?;
         index
     } else {
@@ -382,7 +385,7 @@ fn write_inner<W: Write + Seek>(
     for id in &prepared.ids {
         put32(&mut records, *id);
     }
-    let (bytes, id_table_start) = lookup_table(&comp, &records, pos);
+    let (bytes, id_table_start) = lookup_table(&comp, &pool, &records, pos);
     emit(&bytes, &mut pos)?;
 
     // Xattrs: key/value stream, id-table blocks, header, index.
@@ -390,10 +393,10 @@ fn write_inner<W: Write + Seek>(
         INVALID
     } else {
         let kv_start = pos;
-        let mut kv = MetaWriter::new(&comp);
-        let mut records = Vec::with_capacity(prepared.xattr_sets.len() * 16);
+        let mut kv = MetaWriter::new();
+        let mut sets = Vec::with_capacity(prepared.xattr_sets.len());
         for set in &prepared.xattr_sets {
-            let at = kv.pos().to_ref();
+            let at = kv.pos();
             let mut size = 0u32;
             for (name, value) in set {
                 let (ty, suffix) = split_xattr_name(name).expect("checked in prepare");
@@ -406,25 +409,26 @@ fn write_inner<W: Write + Seek>(
                 kv.write(&buf);
                 size += (name.len() + 1 + value.len()) as u32;
             }
-            put64(&mut records, at);
-            put32(&mut records, set.len() as u32);
+            sets.push((at, set.len() as u32, size));
+        }
+        let kv = kv.finish(&comp, &pool);
+        emit(kv.bytes(), &mut pos)?;
+        let mut records = Vec::with_capacity(sets.len() * 16);
+        for (at, count, size) in sets {
+            put64(&mut records, kv.to_ref(at));
+            put32(&mut records, count);
             put32(&mut records, size);
         }
-        emit(&kv.finish(), &mut pos)?;
-        let mut blocks = Vec::new();
-        let mut index = Vec::new();
-        for chunk in records.chunks(METADATA_SIZE) {
-            index.push(pos + blocks.len() as u64);
-            encode_block(&comp, chunk, &mut blocks);
-        }
-        emit(&blocks, &mut pos)?;
+        let blocks_start = pos;
+        let blocks = encode(&comp, &pool, &records);
+        emit(blocks.bytes(), &mut pos)?;
         let header_pos = pos;
-        let mut header = Vec::with_capacity(16 + index.len() * 8);
+        let mut header = Vec::with_capacity(16 + blocks.block_starts().len() * 8);
         put64(&mut header, kv_start);
         put32(&mut header, prepared.xattr_sets.len() as u32);
         put32(&mut header, 0);
-        for p in index {
-            put64(&mut header, p);
+        for p in blocks.block_starts() {
+            put64(&mut header, blocks_start + p);
         }
         emit(&header, &mut pos)?;
         header_pos
