@@ -14,8 +14,9 @@
 //!   used entries are evicted above a size cap.
 //! - **file hashes** ([`stat`]): the content and block hashes of each file read,
 //!   under its stat fingerprint (device, inode, size, mtime and ctime in
-//!   nanoseconds). With [`CacheConfig::trust_stat`], a file whose fingerprint
-//!   is unchanged is not read at all unless one of its blocks misses.
+//!   nanoseconds), kept only with [`CacheConfig::trust_stat`]: then a file
+//!   whose fingerprint is unchanged is not read at all unless one of its
+//!   blocks misses.
 //!
 //! The cache never changes the image: a hit returns the bytes the compressor
 //! would produce. Any failure to use it (read-only folder, full disk) turns it
@@ -124,7 +125,7 @@ impl Cache {
                 )),
             ),
         };
-        let stats = if warning.is_none() {
+        let stats = if warning.is_none() && config.trust_stat {
             stat::StatDb::load(&config.dir)
         } else {
             stat::StatDb::default()
@@ -286,6 +287,9 @@ impl Cache {
 
     /// Remembers the block hashes of a file read in full.
     pub(crate) fn record(&self, fp: &Fingerprint, block_size: u32, hashes: stat::BlockHashes) {
+        if !self.config.trust_stat {
+            return;
+        }
         if let Ok(mut db) = self.stats.lock() {
             db.record(fp, block_size, hashes);
         }

@@ -7,9 +7,10 @@
 //! something, merged with what other builds wrote meanwhile.
 //!
 //! Format, little-endian: magic `MKPSTAT1`, u64 record count, the records
-//! (dev u64, ino u64, size u64, mtime ns i128, ctime ns i128, block size u32,
-//! last use in Unix seconds u64, hash count u32, the hashes), then blake3 of
-//! everything before it. A file that fails any check is ignored as a whole.
+//! (16 bytes of blake3 of the fingerprint and block size, last use in Unix
+//! seconds u32, hash count u32, the hashes), then blake3 of everything before
+//! it. A file that fails any check is ignored as a whole. A record takes 24
+//! bytes plus 32 per block; records are kept only when the user trusts stat.
 //!
 //! A file changed less than [`RACY_SECONDS`] before the build started is not
 //! recorded: file times come from a coarse clock, so a second write within
@@ -27,21 +28,35 @@ const FILE_NAME: &str = "stat-v1";
 /// Files changed this recently (before the build started) are not recorded.
 pub(crate) const RACY_SECONDS: i128 = 2;
 /// Records unused for this long are dropped when the file is rewritten.
-const KEEP_SECONDS: u64 = 30 * 24 * 3600;
+const KEEP_SECONDS: u32 = 30 * 24 * 3600;
 /// At most this many records are kept (the most recently used).
 const MAX_RECORDS: usize = 4_000_000;
 /// A record's last use is refreshed when older than this (saves rewrites).
-const REFRESH_SECONDS: u64 = 24 * 3600;
+const REFRESH_SECONDS: u32 = 24 * 3600;
 
 /// The blake3 hash of each block of a file.
 pub(crate) type BlockHashes = Arc<[[u8; 32]]>;
 
-type RecordKey = (Fingerprint, u32);
+/// 16 bytes of blake3 of the fingerprint and the block size.
+type RecordKey = [u8; 16];
+
+fn record_key(fp: &Fingerprint, block_size: u32) -> RecordKey {
+    let mut h = blake3::Hasher::new_derive_key("mkportable stat record v1");
+    h.update(&fp.dev.to_le_bytes());
+    h.update(&fp.ino.to_le_bytes());
+    h.update(&fp.size.to_le_bytes());
+    h.update(&fp.mtime_ns.to_le_bytes());
+    h.update(&fp.ctime_ns.to_le_bytes());
+    h.update(&block_size.to_le_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    key
+}
 
 #[derive(Debug, Clone)]
 struct Record {
     hashes: BlockHashes,
-    used: u64,
+    used: u32,
 }
 
 /// The records of earlier builds, and those of this one.
@@ -73,10 +88,10 @@ impl StatDb {
 
     /// The block hashes recorded for `fp` at `block_size`, refreshing the record's use.
     pub(crate) fn get(&mut self, fp: &Fingerprint, block_size: u32) -> Option<BlockHashes> {
-        let key = (*fp, block_size);
+        let key = record_key(fp, block_size);
         let record = self.records.get(&key)?;
         let hashes = Arc::clone(&record.hashes);
-        let now = (self.now_ns / 1_000_000_000) as u64;
+        let now = self.now_s();
         if record.used + REFRESH_SECONDS < now {
             let fresh = Record {
                 hashes: Arc::clone(&hashes),
@@ -93,13 +108,13 @@ impl StatDb {
         if racy {
             return;
         }
-        let key = (*fp, block_size);
+        let key = record_key(fp, block_size);
         if self.records.get(&key).is_some_and(|r| r.hashes == hashes) {
             return;
         }
         let record = Record {
             hashes,
-            used: (self.now_ns / 1_000_000_000) as u64,
+            used: self.now_s(),
         };
         self.records.insert(key, record.clone());
         self.changed.insert(key, record);
@@ -121,7 +136,7 @@ impl StatDb {
         for (key, record) in self.changed.drain() {
             merged.insert(key, record);
         }
-        let now = (self.now_ns / 1_000_000_000) as u64;
+        let now = self.now_s();
         let mut list: Vec<(RecordKey, Record)> = merged
             .into_iter()
             .filter(|(_, r)| r.used + KEEP_SECONDS >= now)
@@ -140,6 +155,12 @@ impl StatDb {
     }
 }
 
+impl StatDb {
+    fn now_s(&self) -> u32 {
+        u32::try_from(self.now_ns / 1_000_000_000).unwrap_or(u32::MAX)
+    }
+}
+
 fn now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -147,16 +168,11 @@ fn now_ns() -> i128 {
 }
 
 fn encode(list: &[(RecordKey, Record)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + list.len() * 120);
+    let mut out = Vec::with_capacity(48 + list.len() * 56);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(list.len() as u64).to_le_bytes());
-    for ((fp, block_size), record) in list {
-        out.extend_from_slice(&fp.dev.to_le_bytes());
-        out.extend_from_slice(&fp.ino.to_le_bytes());
-        out.extend_from_slice(&fp.size.to_le_bytes());
-        out.extend_from_slice(&fp.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&fp.ctime_ns.to_le_bytes());
-        out.extend_from_slice(&block_size.to_le_bytes());
+    for (key, record) in list {
+        out.extend_from_slice(key);
         out.extend_from_slice(&record.used.to_le_bytes());
         out.extend_from_slice(&(record.hashes.len() as u32).to_le_bytes());
         for hash in record.hashes.iter() {
@@ -191,22 +207,15 @@ fn decode(bytes: &[u8]) -> Option<HashMap<RecordKey, Record>> {
     let count = u64::from_le_bytes(r.take()?);
     let mut records = HashMap::with_capacity(count.min(MAX_RECORDS as u64) as usize);
     for _ in 0..count {
-        let fp = Fingerprint {
-            dev: u64::from_le_bytes(r.take()?),
-            ino: u64::from_le_bytes(r.take()?),
-            size: u64::from_le_bytes(r.take()?),
-            mtime_ns: i128::from_le_bytes(r.take()?),
-            ctime_ns: i128::from_le_bytes(r.take()?),
-        };
-        let block_size = u32::from_le_bytes(r.take()?);
-        let used = u64::from_le_bytes(r.take()?);
+        let key: RecordKey = r.take()?;
+        let used = u32::from_le_bytes(r.take()?);
         let n = u32::from_le_bytes(r.take()?) as usize;
         if n > r.0.len() / 32 {
             return None;
         }
         let hashes: Vec<[u8; 32]> = (0..n).map(|_| r.take::<32>()).collect::<Option<_>>()?;
         records.insert(
-            (fp, block_size),
+            key,
             Record {
                 hashes: hashes.into(),
                 used,
