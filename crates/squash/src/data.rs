@@ -4,7 +4,8 @@
 //!
 //! Every block is hashed (blake3) as it is read; a file's identity is its
 //! length and the hash of its content (a small file) or of its block hashes (a
-//! large one). A file that may be a duplicate (one of the same size was stored
+//! large one); an all-zero block or small file is never hashed and counts as
+//! the hash `ZERO`. A file that may be a duplicate (one of the same size was stored
 //! before) is hashed before any of it is compressed, so a duplicate is never
 //! compressed; every other file is read once. Blocks go through a bounded
 //! window: at most `window` blocks are held in memory, compressed in parallel,
@@ -37,6 +38,9 @@ use crate::{Error, FileSource};
 
 /// Size word bit: the block is stored uncompressed.
 pub(crate) const RAW_BIT: u32 = 1 << 24;
+/// The hash that stands for an all-zero block (or small file) of any length,
+/// which is never hashed: such blocks are holes.
+const ZERO: [u8; 32] = [0; 32];
 /// `fragment` value of a file without a tail in a fragment block.
 pub(crate) const NO_FRAGMENT: u32 = u32::MAX;
 
@@ -142,8 +146,6 @@ pub(crate) struct DataWriter<'a, W: Write> {
     seen: HashMap<(u64, [u8; 32]), usize>,
     /// Sizes of the large files stored so far: only these can have a duplicate.
     sizes_seen: HashSet<u64>,
-    /// blake3 of all-zero blocks, by length.
-    zero_hashes: HashMap<usize, [u8; 32]>,
     cache: Option<(Arc<Cache>, [u8; 32])>,
     pub(crate) bytes_in: u64,
     pub(crate) dedup_saved: u64,
@@ -176,7 +178,6 @@ impl<'a, W: Write> DataWriter<'a, W> {
             open_fill: 0,
             seen: HashMap::new(),
             sizes_seen: HashSet::new(),
-            zero_hashes: HashMap::new(),
             cache: cache.map(|c| (c, settings)),
             bytes_in: 0,
             dedup_saved: 0,
@@ -244,7 +245,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
                     content.extend_from_slice(chunk);
                     Ok(())
                 })?;
-                let hash = *blake3::hash(&content).as_bytes();
+                let hash = if is_zero(&content) {
+                    ZERO
+                } else {
+                    *blake3::hash(&content).as_bytes()
+                };
                 (
                     Piece::Bytes(content),
                     hash,
@@ -261,7 +266,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
             fragment: (NO_FRAGMENT, 0),
             ..FileData::default()
         });
-        if hash == self.zero_hash(size as usize) {
+        if hash == ZERO {
             // As mksquashfs: an all-zero small file is one hole, no fragment.
             self.files[data].sizes.push(0);
             self.pending.push_back((
@@ -321,7 +326,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
             for (block, hash) in hashes.iter().enumerate() {
                 let len = block_len(block);
                 let dest = Dest::Block { data, block };
-                if *hash == self.zero_hash(len) {
+                if *hash == ZERO {
                     self.files[data].sparse_bytes += len as u64;
                     self.pending
                         .push_back((dest, Pending::Ready(Vec::new(), false)));
@@ -347,7 +352,11 @@ impl<'a, W: Write> DataWriter<'a, W> {
         let expected = if self.opts.dedup && self.sizes_seen.contains(&size) {
             let mut hashes = Vec::with_capacity(n_blocks);
             read_blocks(source, size, bs, |block| {
-                hashes.push(*blake3::hash(block).as_bytes());
+                hashes.push(if is_zero(block) {
+                    ZERO
+                } else {
+                    *blake3::hash(block).as_bytes()
+                });
                 block.clear();
                 Ok(())
             })?;
@@ -369,7 +378,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
             block += 1;
             if is_zero(full) {
                 // Keep the buffer: zero blocks are common in sparse files.
-                hashes.push(self.zero_hash(len));
+                hashes.push(ZERO);
                 self.files[data].sparse_bytes += len as u64;
                 full.clear();
                 self.pending
@@ -416,13 +425,6 @@ impl<'a, W: Write> DataWriter<'a, W> {
         if self.opts.dedup {
             self.seen.insert(key, data);
         }
-    }
-
-    fn zero_hash(&mut self, len: usize) -> [u8; 32] {
-        *self
-            .zero_hashes
-            .entry(len)
-            .or_insert_with(|| *blake3::hash(&vec![0u8; len]).as_bytes())
     }
 
     /// The cache key of a data block with content hash `hash`, when caching.
