@@ -1,31 +1,38 @@
 //! `cargo xtask bench`: whole-process benchmarks of `mkportable` against
-//! mksquashfs 4.5.1 and gensquashfs, with the compression lower bound.
+//! mksquashfs 4.5.1 and gensquashfs, with the compression lower bound, and
+//! of rebuilds with mkportable's block cache.
 //!
 //! ```text
 //! cargo xtask bench [--quick] [--dry-run] [--write] [--runs N] [--filter PAT]... [--no-bound]
 //! ```
 //!
 //! - `--quick`: one small corpus (std's HTML docs from the Rust toolchain,
-//!   ~120 MB), every setting at 1 and 2 threads, 3 runs: a few minutes.
-//!   Without it, the full run: the toolchain's `lib/`, its `share/doc`, the
-//!   whole toolchain and the large Nix fixture (see [`full_plan`]; about two
-//!   hours on 2 cores).
+//!   ~120 MB), every setting at 1 and 2 threads and one cache cell, 3 runs:
+//!   a few minutes. Without it, the full run: the toolchain's `lib/`, its
+//!   `share/doc`, the whole toolchain and the large Nix fixture (see
+//!   [`full_plan`]; about 2¾ hours on 2 cores).
 //! - `--dry-run`: print the plan and every command, run nothing.
 //! - `--write`: afterwards, regenerate the results section of `BENCHMARKS.md`
 //!   (between its `bench:results` markers; the text above is hand-written).
 //! - `--runs N`: N timed runs per tool and cell instead of the plan's count.
-//! - `--filter PAT`: only the cells whose id (`corpus/setting/Nt`, e.g.
-//!   `rust-doc/xz/1t`, `nix-1024`) contains PAT.
+//! - `--filter PAT`: only the cells whose id contains PAT. Ids are
+//!   `corpus/setting/Nt` (`rust-doc/xz/1t`, `nix-1024/xz/2t`) and, for the
+//!   cache cells, `corpus/cache/setting/Nt` (`rust-doc/cache/xz/2t`), so
+//!   `/cache/` selects every cache cell.
 //! - `--no-bound`: skip the lower bound.
 //!
-//! Each cell (corpus, setting, threads) runs its tools interleaved, A B C
-//! A B C …, after one untimed warm-up run per tool and corpus; the page cache
-//! stays warm. Each process is timed whole: wall clock, user+system CPU and
-//! peak RSS (GNU time), and the image size. Tables go to stdout, everything
-//! to `target/bench/results.json`. Benchmarks are not tests: the exit status
-//! says only whether every run completed, never whether a target was met.
+//! Each comparison cell (corpus, setting, threads) runs its tools
+//! interleaved, A B C A B C …, after one untimed warm-up run per tool and
+//! corpus; the page cache stays warm. Each process is timed whole: wall
+//! clock, user+system CPU and peak RSS (GNU time), and the image size. A
+//! cache cell runs cold, warm and changed rebuilds with the cache against a
+//! cold mksquashfs the same way (see [`cache`]). Tables go to stdout,
+//! everything to `target/bench/results.json`. Benchmarks are not tests: the
+//! exit status says only whether every run completed, never whether a target
+//! was met.
 
 mod bound;
+mod cache;
 mod corpus;
 mod measure;
 mod report;
@@ -40,9 +47,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::harness::{cargo, flush, project_root, version_line, which};
+use cache::Row;
 use corpus::{Corpus, Kind, Toolchain};
-use measure::Invocation;
-use report::{CellResult, CorpusResult, Meta, Run, ToolResult};
+use measure::{Invocation, Stat};
+use report::{CacheCellResult, CellResult, CorpusResult, Meta, Run, ToolResult};
 
 /// A compressor family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +78,8 @@ pub struct Setting {
     pub mksquashfs: &'static [&'static str],
     /// gensquashfs's options for the same.
     pub gensquashfs: &'static [&'static str],
+    /// `mkportable squash`'s options for the same.
+    pub squash: &'static [&'static str],
 }
 
 /// The seed's settings (nixpkgs `portableService`'s default).
@@ -87,6 +97,7 @@ pub const XZ: Setting = Setting {
         "-b",
         "1048576",
     ],
+    squash: &["--comp", "xz", "--dict-size", "100%", "--block-size", "1M"],
 };
 
 /// zstd at mksquashfs's default level with 1 MiB blocks.
@@ -97,6 +108,7 @@ pub const ZSTD: Setting = Setting {
     block_size: 1 << 20,
     mksquashfs: &["-comp", "zstd", "-Xcompression-level", "15", "-b", "1M"],
     gensquashfs: &["-c", "zstd", "-X", "level=15", "-b", "1048576"],
+    squash: &["--comp", "zstd", "--level", "15", "--block-size", "1M"],
 };
 
 /// gzip (zlib level 9, mksquashfs's default) with 128 KiB blocks.
@@ -107,6 +119,7 @@ pub const GZIP: Setting = Setting {
     block_size: 128 << 10,
     mksquashfs: &["-comp", "gzip", "-b", "128K"],
     gensquashfs: &["-c", "gzip", "-X", "level=9", "-b", "131072"],
+    squash: &["--comp", "gzip", "--level", "9", "--block-size", "128K"],
 };
 
 /// Options every mksquashfs-compatible run gets.
@@ -183,13 +196,49 @@ pub fn main(args: impl Iterator<Item = String>) -> ExitCode {
     }
 }
 
-/// One cell of the plan: a corpus, a setting, a thread count, a run count.
+/// What a cell measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    /// Cold builds: mkportable against mksquashfs and gensquashfs, or
+    /// `mkportable build` against the seed's pipeline.
+    Compare,
+    /// Builds with the block cache, cold, warm and after a change, against
+    /// mksquashfs cold (see [`cache`]).
+    Cache,
+}
+
+/// One cell of the plan: a corpus, what is measured, a setting, a thread
+/// count, a run count.
 #[derive(Debug, Clone)]
-struct Cell {
+pub struct Cell {
     corpus: usize,
+    kind: CellKind,
     setting: Setting,
     threads: usize,
     runs: usize,
+}
+
+impl Cell {
+    fn compare(corpus: usize, setting: Setting, threads: usize, runs: usize) -> Cell {
+        Cell {
+            corpus,
+            kind: CellKind::Compare,
+            setting,
+            threads,
+            runs,
+        }
+    }
+
+    /// A cache cell with the seed's settings at every core, 3 runs.
+    fn cache(corpus: usize, cores: usize) -> Cell {
+        Cell {
+            corpus,
+            kind: CellKind::Cache,
+            setting: XZ,
+            threads: cores,
+            runs: 3,
+        }
+    }
 }
 
 /// The corpora and the cells to run.
@@ -202,8 +251,12 @@ struct Plan {
 
 impl Plan {
     fn id(&self, cell: &Cell) -> String {
+        let kind = match cell.kind {
+            CellKind::Compare => "",
+            CellKind::Cache => "cache/",
+        };
         format!(
-            "{}/{}/{}t",
+            "{}/{kind}{}/{}t",
             self.corpora[cell.corpus].name, cell.setting.name, cell.threads
         )
     }
@@ -219,19 +272,16 @@ fn thread_counts(cores: usize) -> Vec<usize> {
     t
 }
 
-/// The quick plan: std's HTML docs, every setting at every thread count, 3 runs.
+/// The quick plan: std's HTML docs, every setting at every thread count,
+/// and a cache cell, 3 runs.
 fn quick_plan(tc: &Toolchain, cores: usize) -> Plan {
     let mut cells = Vec::new();
     for setting in [XZ, ZSTD, GZIP] {
         for threads in thread_counts(cores) {
-            cells.push(Cell {
-                corpus: 0,
-                setting,
-                threads,
-                runs: 3,
-            });
+            cells.push(Cell::compare(0, setting, threads, 3));
         }
     }
+    cells.push(Cell::cache(0, cores));
     Plan {
         mode: "quick",
         corpora: vec![corpus::quick(tc)],
@@ -249,6 +299,9 @@ fn quick_plan(tc: &Toolchain, cores: usize) -> Plan {
 /// | rust-lib (`lib/`) | ~520 MB | xz, zstd, gzip at 2 threads | 3 |
 /// | rust-toolchain (all) | ~1.3 GB | xz at 2 threads | 2 |
 /// | nix-1024 | ~1 GiB | `mkportable build` vs the seed's pipeline, all cores | 3 |
+///
+/// and a cache cell (xz, all cores, 3 runs) on rust-doc, rust-lib and
+/// nix-1024, the corpora of issue 5's targets: about 45 more minutes.
 fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
     let corpora = vec![
         corpus::doc(tc),
@@ -259,34 +312,17 @@ fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
     let mut cells = Vec::new();
     for setting in [XZ, ZSTD, GZIP] {
         for threads in thread_counts(cores) {
-            cells.push(Cell {
-                corpus: 0,
-                setting,
-                threads,
-                runs: 3,
-            });
+            cells.push(Cell::compare(0, setting, threads, 3));
         }
     }
+    cells.push(Cell::cache(0, cores));
     for setting in [XZ, ZSTD, GZIP] {
-        cells.push(Cell {
-            corpus: 1,
-            setting,
-            threads: cores,
-            runs: 3,
-        });
+        cells.push(Cell::compare(1, setting, cores, 3));
     }
-    cells.push(Cell {
-        corpus: 2,
-        setting: XZ,
-        threads: cores,
-        runs: 2,
-    });
-    cells.push(Cell {
-        corpus: 3,
-        setting: XZ,
-        threads: cores,
-        runs: 3,
-    });
+    cells.push(Cell::cache(1, cores));
+    cells.push(Cell::compare(2, XZ, cores, 2));
+    cells.push(Cell::compare(3, XZ, cores, 3));
+    cells.push(Cell::cache(3, cores));
     Plan {
         mode: "full",
         corpora,
@@ -296,13 +332,13 @@ fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
 
 /// Where the images go, and the name each tool's is known by.
 #[derive(Debug)]
-struct Paths {
+pub struct Paths {
     work: PathBuf,
     out: PathBuf,
     bin: PathBuf,
 }
 
-/// The tools a cell compares, ours first, the reference second.
+/// The tools a comparison cell compares, ours first, the reference second.
 fn contenders(corpus: &Corpus, cell: &Cell, paths: &Paths) -> Result<Vec<(String, Invocation)>> {
     let threads = cell.threads.to_string();
     match &corpus.kind {
@@ -332,30 +368,23 @@ fn contenders(corpus: &Corpus, cell: &Cell, paths: &Paths) -> Result<Vec<(String
             Ok(vec![
                 (
                     "mkportable".into(),
-                    Invocation {
-                        program: paths.bin.clone(),
-                        args: ours,
-                        clear: vec![ours_out.clone()],
-                        output: ours_out,
-                    },
+                    Invocation::new(paths.bin.clone(), ours, ours_out),
                 ),
                 (
                     "mksquashfs".into(),
-                    Invocation {
-                        program: which("mksquashfs").unwrap_or_else(|| "mksquashfs".into()),
-                        args: reference,
-                        clear: vec![ref_out.clone()],
-                        output: ref_out,
-                    },
+                    Invocation::new(
+                        which("mksquashfs").unwrap_or_else(|| "mksquashfs".into()),
+                        reference,
+                        ref_out,
+                    ),
                 ),
                 (
                     "gensquashfs".into(),
-                    Invocation {
-                        program: which("gensquashfs").unwrap_or_else(|| "gensquashfs".into()),
-                        args: gen,
-                        clear: vec![gen_out.clone()],
-                        output: gen_out,
-                    },
+                    Invocation::new(
+                        which("gensquashfs").unwrap_or_else(|| "gensquashfs".into()),
+                        gen,
+                        gen_out,
+                    ),
                 ),
             ])
         }
@@ -364,38 +393,39 @@ fn contenders(corpus: &Corpus, cell: &Cell, paths: &Paths) -> Result<Vec<(String
             let build_out = build_dir.join("bigfx_1.raw");
             let seed_out = paths.out.join("seed.raw");
             let seed_work = paths.work.join("seed-work");
+            let seed_args: Vec<OsString> = vec![
+                nix.seed_script().into(),
+                seed_work.clone().into(),
+                nix.closure_info().join("store-paths").into(),
+                nix.scaffold().into(),
+                seed_out.clone().into(),
+            ];
+            let mut seed = Invocation::new(
+                which("bash").unwrap_or_else(|| "bash".into()),
+                seed_args,
+                seed_out,
+            );
+            seed.clear.push(seed_work);
             Ok(vec![
                 (
                     "mkportable build".into(),
-                    Invocation {
-                        program: paths.bin.clone(),
-                        args: vec![
+                    Invocation::new(
+                        paths.bin.clone(),
+                        vec![
                             "build".into(),
                             nix.spec().into(),
                             "-o".into(),
                             build_dir.into(),
                             "--overwrite".into(),
                             "--quiet".into(),
+                            // A cold build, as the seed's pipeline is: the
+                            // cache cells measure the cache.
+                            "--no-cache".into(),
                         ],
-                        clear: vec![build_out.clone()],
-                        output: build_out,
-                    },
+                        build_out,
+                    ),
                 ),
-                (
-                    "seed pipeline".into(),
-                    Invocation {
-                        program: which("bash").unwrap_or_else(|| "bash".into()),
-                        args: vec![
-                            nix.seed_script().into(),
-                            seed_work.clone().into(),
-                            nix.closure_info().join("store-paths").into(),
-                            nix.scaffold().into(),
-                            seed_out.clone().into(),
-                        ],
-                        clear: vec![seed_work, seed_out.clone()],
-                        output: seed_out,
-                    },
-                ),
+                ("seed pipeline".into(), seed),
             ])
         }
     }
@@ -508,9 +538,15 @@ fn bench(args: &Args) -> Result<bool> {
             census,
             bounds: Vec::new(),
         };
+        let compare: Vec<&Cell> = cells
+            .iter()
+            .copied()
+            .filter(|c| c.kind == CellKind::Compare)
+            .collect();
         if !args.no_bound {
+            // The cache cells need no bound: nothing compares them with it.
             let mut settings: Vec<Setting> = Vec::new();
-            for c in &cells {
+            for c in &compare {
                 if !settings.iter().any(|s| s.name == c.setting.name) {
                     settings.push(c.setting);
                 }
@@ -525,70 +561,64 @@ fn bench(args: &Args) -> Result<bool> {
         }
         run.corpora.push(result);
 
-        // One untimed warm-up run per tool: the cheapest cell of the corpus.
-        let warm = &warm_up_cell(corpus, cells[0], cores);
+        // One untimed warm-up run per tool: the cheapest comparison cell of
+        // the corpus. The cache cells prime their own rows.
         let mut broken: Vec<String> = Vec::new();
-        for (name, inv) in contenders(corpus, warm, &paths)? {
-            print!("   warm-up {name} ({}) … ", plan.id(warm));
-            flush();
-            match measure::run(&inv, &work) {
-                Ok(s) => println!("{:.2}s", s.wall),
-                Err(e) => {
-                    println!("FAILED\n{e:#}");
-                    broken.push(name);
-                    all_ok = false;
+        if let Some(first) = compare.first() {
+            let warm = &warm_up_cell(corpus, first, cores);
+            for (name, inv) in contenders(corpus, warm, &paths)? {
+                print!("   warm-up {name} ({}) … ", plan.id(warm));
+                flush();
+                match measure::run(&inv, &work) {
+                    Ok(s) => println!("{:.2}s", s.wall),
+                    Err(e) => {
+                        println!("FAILED\n{e:#}");
+                        broken.push(name);
+                        all_ok = false;
+                    }
                 }
             }
         }
 
         for cell in cells {
             let id = plan.id(cell);
-            let tools = contenders(corpus, cell, &paths)?;
             println!();
-            println!("-- {id}: {} runs each, interleaved", cell.runs);
-            flush();
-            let load_before = loadavg();
-            let mut results: Vec<ToolResult> = tools
-                .iter()
-                .map(|(name, inv)| ToolResult {
-                    name: name.clone(),
-                    command: inv.show(),
-                    samples: Vec::new(),
-                    error: broken
-                        .contains(name)
-                        .then(|| "the warm-up run failed".to_string()),
-                })
-                .collect();
-            for round in 0..cell.runs {
-                let mut line = format!("   round {}/{}:", round + 1, cell.runs);
-                for ((name, inv), res) in tools.iter().zip(&mut results) {
-                    if res.error.is_some() {
-                        continue;
-                    }
-                    match measure::run(inv, &work) {
-                        Ok(s) => {
-                            line.push_str(&format!("  {name} {:.2}s", s.wall));
-                            res.samples.push(s);
-                        }
-                        Err(e) => {
-                            println!("   {name} FAILED: {e:#}");
-                            res.error = Some(format!("{e:#}"));
-                            all_ok = false;
-                        }
+            let cell_result = match cell.kind {
+                CellKind::Compare => {
+                    println!("-- {id}: {} runs each, interleaved", cell.runs);
+                    flush();
+                    let tools: Vec<(String, Invocation, Option<Row>)> =
+                        contenders(corpus, cell, &paths)?
+                            .into_iter()
+                            .map(|(name, inv)| (name, inv, None))
+                            .collect();
+                    let load_before = loadavg();
+                    let (results, ok) = rounds(&tools, cell.runs, &broken, &work);
+                    all_ok &= ok;
+                    CellResult {
+                        id,
+                        corpus: corpus.name.to_string(),
+                        kind: cell.kind,
+                        setting: cell.setting,
+                        threads: cell.threads,
+                        runs: cell.runs,
+                        tools: results,
+                        load_before,
+                        load_after: loadavg(),
+                        cache: None,
                     }
                 }
-                println!("{line}");
-                flush();
-            }
-            let cell_result = CellResult {
-                id,
-                corpus: corpus.name.to_string(),
-                setting: cell.setting,
-                threads: cell.threads,
-                runs: cell.runs,
-                tools: results,
-                load_before,
-                load_after: loadavg(),
+                CellKind::Cache => match cache_cell(corpus, cell, id.clone(), &paths) {
+                    Ok((result, ok)) => {
+                        all_ok &= ok;
+                        result
+                    }
+                    Err(e) => {
+                        println!("-- {id} FAILED: {e:#}");
+                        all_ok = false;
+                        continue;
+                    }
+                },
             };
             let bound = run
                 .corpora
@@ -618,6 +648,154 @@ fn bench(args: &Args) -> Result<bool> {
         println!("rewrote the results section of {}", md.display());
     }
     Ok(all_ok)
+}
+
+/// Runs `tools` interleaved, `runs` rounds, skipping those in `broken`;
+/// false if a run failed. A tool with a cache row reports its cache counters
+/// on stdout (`--json`), kept per run.
+fn rounds(
+    tools: &[(String, Invocation, Option<Row>)],
+    runs: usize,
+    broken: &[String],
+    work: &Path,
+) -> (Vec<ToolResult>, bool) {
+    let mut all_ok = true;
+    let mut results: Vec<ToolResult> = tools
+        .iter()
+        .map(|(name, inv, row)| ToolResult {
+            name: name.clone(),
+            command: inv.show(),
+            row: *row,
+            samples: Vec::new(),
+            cache: Vec::new(),
+            error: broken
+                .contains(name)
+                .then(|| "the warm-up run failed".to_string()),
+        })
+        .collect();
+    for round in 0..runs {
+        let mut line = format!("   round {}/{}:", round + 1, runs);
+        for ((name, inv, row), res) in tools.iter().zip(&mut results) {
+            if res.error.is_some() {
+                continue;
+            }
+            let short: &str = match row {
+                Some(row) => row.slug(),
+                None => name,
+            };
+            match measure::run_capturing(inv, work) {
+                Ok((s, stdout)) => {
+                    line.push_str(&format!("  {short} {:.2}s", s.wall));
+                    res.samples.push(s);
+                    if let Some(c) = cache::counters(&stdout) {
+                        if let Some(w) = &c.warning {
+                            println!("   {name}: the cache warned: {w}");
+                        }
+                        res.cache.push(c);
+                    }
+                }
+                Err(e) => {
+                    println!("   {name} FAILED: {e:#}");
+                    res.error = Some(format!("{e:#}"));
+                    all_ok = false;
+                }
+            }
+        }
+        println!("{line}");
+        flush();
+    }
+    (results, all_ok)
+}
+
+/// Runs a cache cell: set-up and priming (untimed), the rounds, then the
+/// cache folders' sizes and the check that warm images equal cold ones.
+fn cache_cell(
+    corpus: &Corpus,
+    cell: &Cell,
+    id: String,
+    paths: &Paths,
+) -> Result<(CellResult, bool)> {
+    let layout = cache::Layout::new(corpus, paths);
+    let changed = cache::changed_file(corpus, &layout, cell.setting.block_size)?;
+    let rows = cache::contenders(corpus, cell, paths, &changed)?;
+    let tools: Vec<(String, Invocation, Option<Row>)> = rows
+        .iter()
+        .map(|(row, inv)| (row.name().to_string(), inv.clone(), Some(*row)))
+        .collect();
+    println!(
+        "-- {id}: {} runs each, interleaved; the file changed: {} ({} bytes)",
+        cell.runs, changed.label, changed.bytes
+    );
+    flush();
+    let mut ok = true;
+    let prepared = cache::set_up(corpus, &layout, &changed)
+        .and_then(|()| cache::prime(&rows, &paths.work, &layout));
+    let broken: Vec<String> = match &prepared {
+        Ok(()) => Vec::new(),
+        Err(e) => {
+            println!("   set-up FAILED: {e:#}");
+            ok = false;
+            tools.iter().map(|(name, _, _)| name.clone()).collect()
+        }
+    };
+    let load_before = loadavg();
+    let (mut results, rounds_ok) = rounds(&tools, cell.runs, &broken, &paths.work);
+    ok &= rounds_ok;
+    if let Err(e) = &prepared {
+        for t in &mut results {
+            t.error = Some(format!("set-up failed: {e:#}"));
+        }
+    }
+    let load_after = loadavg();
+    let mut result = CacheCellResult {
+        changed_file: changed.label.clone(),
+        changed_bytes: changed.bytes,
+        sizes: Vec::new(),
+        same_bytes: None,
+    };
+    if prepared.is_ok() {
+        let images: Vec<(Row, u64)> = results
+            .iter()
+            .filter(|t| !t.samples.is_empty())
+            .filter_map(|t| {
+                Some((
+                    t.row?,
+                    Stat::of(t.samples.iter().map(|s| s.size as f64)).median as u64,
+                ))
+            })
+            .collect();
+        match cache::sizes(&paths.bin, &layout, &images) {
+            Ok(sizes) => result.sizes = sizes,
+            Err(e) => {
+                println!("   cache sizes FAILED: {e:#}");
+                ok = false;
+            }
+        }
+        if results.iter().all(|t| t.error.is_none()) {
+            match cache::same_bytes(&rows) {
+                Ok(same) => result.same_bytes = Some(same),
+                Err(e) => println!("   comparing the images FAILED: {e:#}"),
+            }
+        }
+    }
+    if let Err(e) = cache::clean_up(&layout) {
+        println!("   clean-up FAILED: {e:#}");
+    }
+    Ok((
+        CellResult {
+            id,
+            corpus: corpus.name.to_string(),
+            kind: cell.kind,
+            setting: cell.setting,
+            threads: cell.threads,
+            runs: cell.runs,
+            tools: results,
+            load_before,
+            load_after,
+            cache: Some(result),
+        },
+        ok,
+    ))
 }
 
 /// `cargo xtask bench …` as typed.
@@ -654,15 +832,20 @@ fn preflight(plan: &Plan) -> Result<()> {
     if !Path::new(measure::GNU_TIME).is_file() {
         missing.push(format!("{} (apt-get install time)", measure::GNU_TIME));
     }
-    let trees = plan
-        .cells
-        .iter()
-        .any(|c| matches!(plan.corpora[c.corpus].kind, Kind::Tree(_)));
+    let any = |kind: CellKind, tree: bool| {
+        plan.cells
+            .iter()
+            .any(|c| c.kind == kind && matches!(plan.corpora[c.corpus].kind, Kind::Tree(_)) == tree)
+    };
     let mut tools = vec![("mksquashfs", "squashfs-tools"), ("sync", "coreutils")];
-    if trees {
+    if any(CellKind::Compare, true) {
         tools.push(("gensquashfs", "squashfs-tools-ng"));
-    } else {
+    }
+    if any(CellKind::Compare, false) {
         tools.push(("bash", "bash"));
+    }
+    if any(CellKind::Cache, true) || any(CellKind::Cache, false) {
+        tools.push(("cp", "coreutils"));
     }
     for (tool, package) in tools {
         if which(tool).is_none() {
@@ -745,36 +928,116 @@ fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()
                 nix.seed_script().display()
             );
         }
-        if !args.no_bound {
-            let mut names: Vec<&str> = cells.iter().map(|c| c.setting.name).collect();
-            names.dedup();
+        let compare: Vec<&Cell> = cells
+            .iter()
+            .copied()
+            .filter(|c| c.kind == CellKind::Compare)
+            .collect();
+        if !args.no_bound && !compare.is_empty() {
+            let mut names: Vec<&str> = Vec::new();
+            for c in &compare {
+                if !names.contains(&c.setting.name) {
+                    names.push(c.setting.name);
+                }
+            }
             println!(
                 "   bound: {} — one core, in-process, every block compressed with liblzma/zstd/flate2 as mkportable-squash does",
                 names.join(", ")
             );
         }
-        let warm_cell = &warm_up_cell(corpus, cells[0], cores());
-        let n_tools = contenders(corpus, warm_cell, paths)?.len();
-        println!(
-            "   warm-up: one untimed run per tool of {}",
-            plan.id(warm_cell)
-        );
-        warm += n_tools;
+        if let Some(first) = compare.first() {
+            let warm_cell = &warm_up_cell(corpus, first, cores());
+            let n_tools = contenders(corpus, warm_cell, paths)?.len();
+            println!(
+                "   warm-up: one untimed run per tool of {}",
+                plan.id(warm_cell)
+            );
+            warm += n_tools;
+        }
         for cell in cells {
             println!(
                 "   -- {}: {} runs each, interleaved A B C A B C …",
                 plan.id(cell),
                 cell.runs
             );
-            for (name, inv) in contenders(corpus, cell, paths)? {
-                println!("      {name}: {}", inv.show());
-                timed += cell.runs;
+            match cell.kind {
+                CellKind::Compare => {
+                    for (name, inv) in contenders(corpus, cell, paths)? {
+                        println!("      {name}: {}", inv.show());
+                        timed += cell.runs;
+                    }
+                }
+                CellKind::Cache => {
+                    let (t, w) = dry_run_cache(corpus, cell, paths)?;
+                    timed += t;
+                    warm += w;
+                }
             }
         }
     }
     println!();
-    println!("{timed} timed runs and {warm} warm-up runs");
+    println!("{timed} timed runs and {warm} warm-up and priming runs");
     Ok(())
+}
+
+/// Prints a cache cell's set-up, priming, rows and what follows them;
+/// returns its timed and untimed runs.
+fn dry_run_cache(corpus: &Corpus, cell: &Cell, paths: &Paths) -> Result<(usize, usize)> {
+    let layout = cache::Layout::new(corpus, paths);
+    let changed = match cache::changed_file(corpus, &layout, cell.setting.block_size) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("      (cannot pick the changed file yet: {e:#})");
+            cache::Changed {
+                label: "?".into(),
+                bytes: 0,
+                edit: measure::Edit {
+                    file: layout.dir.join("?"),
+                    original: Vec::new(),
+                },
+            }
+        }
+    };
+    match &corpus.kind {
+        Kind::Tree(src) => println!(
+            "      set-up (untimed): cp -al {} {} (else cp -a --reflink=auto), read by the \"changed\" rows",
+            src.display(),
+            layout.dir.join("tree").display()
+        ),
+        Kind::Nix(_) => println!(
+            "      set-up (untimed): each store path cp -al (else cp -a --reflink=auto) into {}, the reference's input; \
+             specs {} (unchanged) and {} (its unit is the changed file)",
+            layout.dir.join("stage/nix/store").display(),
+            layout.dir.join("same/bigfx.toml").display(),
+            layout.dir.join("edited/bigfx.toml").display()
+        ),
+    }
+    println!(
+        "      the file changed: {} ({} bytes), replaced by a new version (original + one numbered line) before each run of the \"changed\" rows",
+        changed.label, changed.bytes
+    );
+    println!(
+        "      priming (untimed): `{}` once (cold) into {}; each other warm row: cp -a of that folder, then one run",
+        Row::Warm.name(),
+        layout.cache(Row::Warm).display()
+    );
+    let rows = cache::contenders(corpus, cell, paths, &changed)?;
+    for (row, inv) in &rows {
+        println!("      {}: {}", row.name(), inv.show());
+        for dir in &inv.empty {
+            println!("        before each run: empty {}", dir.display());
+        }
+        if let Some(edit) = &inv.edit {
+            println!("        before each run: replace {}", edit.file.display());
+        }
+    }
+    println!(
+        "      afterwards: {} cache stats --json --cache DIR and the allocated bytes of each cache folder; \
+         blake3 of the images of the rows packing unchanged input, which must be equal",
+        paths.bin.display()
+    );
+    let primed = rows.iter().filter(|(row, _)| row.primed()).count();
+    Ok((rows.len() * cell.runs, primed))
 }
 
 /// Runs this same command from a release build of xtask: the bound must

@@ -242,12 +242,29 @@ impl Nix {
         Ok(())
     }
 
-    /// Writes the unit, the spec, the scaffold and the seed script.
-    pub fn set_up(&self) -> Result<()> {
+    /// The top-level entries of the scaffold, sorted as the shell sorts
+    /// `scaffold/*` in the seed's script.
+    pub fn scaffold_entries(&self) -> Vec<PathBuf> {
+        ["dev", "etc", "proc", "run", "sys", "tmp", "var"]
+            .iter()
+            .map(|name| self.scaffold().join(name))
+            .collect()
+    }
+
+    /// The unit file: its `ExecStart` names the root store path.
+    pub fn unit(&self) -> Result<String> {
+        Ok(format!(
+            "[Service]\nExecStart={}/nix-support/deps\n",
+            self.root()?
+        ))
+    }
+
+    /// Writes `DIR/bigfx.service` and a spec naming it, `DIR/bigfx.toml`;
+    /// returns the spec.
+    pub fn write_spec(&self, dir: &Path) -> Result<PathBuf> {
         let root = self.root()?;
-        fs::create_dir_all(&self.dir)?;
-        let unit = format!("[Service]\nExecStart={root}/nix-support/deps\n");
-        fs::write(self.dir.join("bigfx.service"), &unit)?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::write(dir.join("bigfx.service"), self.unit()?)?;
         let spec = format!(
             "# Written by `cargo xtask bench`: the large Nix fixture as a portable image.\n\
              name = \"bigfx\"\n\
@@ -259,7 +276,30 @@ impl Nix {
              block-size = \"1M\"\n",
             self.closure_info().display()
         );
-        fs::write(self.spec(), spec)?;
+        let path = dir.join("bigfx.toml");
+        fs::write(&path, spec).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Copies every store path of the closure into `DEST/nix/store/`, as the
+    /// seed's pipeline does (but hard-linked where it can be): the tree that
+    /// mksquashfs packs alone, with no copy timed.
+    pub fn stage(&self, dest: &Path) -> Result<()> {
+        let store = dest.join("nix").join("store");
+        fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+        for path in self.store_paths()? {
+            let name = path
+                .file_name()
+                .with_context(|| format!("store path {} has no name", path.display()))?;
+            copy_tree(&path, &store.join(name))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the unit, the spec, the scaffold and the seed script.
+    pub fn set_up(&self) -> Result<()> {
+        let unit = self.unit()?;
+        self.write_spec(&self.dir)?;
         // The seed's rootFsScaffold (nixpkgs portableService), built once like
         // the Nix derivation it is.
         let scaffold = self.scaffold();
@@ -308,6 +348,40 @@ done
 mksquashfs nix "$scaffold"/* "$out" -keep-as-directory -all-root -root-mode 755 \
     -b 1M -comp xz -Xdict-size 100% -quiet -noappend
 "#;
+
+/// Copies the tree `src` to `dest` (which must not exist) as cheaply as the
+/// filesystem allows: hard links (`cp -al`, the same files, so the same page
+/// cache), else `cp -a --reflink=auto`. Whoever changes a file of the copy
+/// must replace it by a new file, never write into it.
+pub fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
+    let cp = |flags: &[&str]| {
+        Command::new("cp")
+            .args(flags)
+            .arg(src)
+            .arg(dest)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running cp {} {}", src.display(), dest.display()))
+    };
+    let linked = cp(&["-al"])?;
+    if linked.status.success() {
+        return Ok(());
+    }
+    if dest.exists() {
+        fs::remove_dir_all(dest).with_context(|| format!("removing {}", dest.display()))?;
+    }
+    let copied = cp(&["-a", "--reflink=auto"])?;
+    if !copied.status.success() {
+        bail!(
+            "cp -a {} {} failed ({}): {}",
+            src.display(),
+            dest.display(),
+            copied.status,
+            String::from_utf8_lossy(&copied.stderr).trim()
+        );
+    }
+    Ok(())
+}
 
 /// Files, bytes and folders under a tree (no symlinks followed).
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,8 +24,63 @@ pub struct Invocation {
     pub args: Vec<OsString>,
     /// Files or folders removed (untimed) before each run.
     pub clear: Vec<PathBuf>,
+    /// Folders emptied (removed and made again, untimed) before each run.
+    pub empty: Vec<PathBuf>,
+    /// A file replaced by a new version (untimed) before each run.
+    pub edit: Option<Edit>,
     /// The image the run writes, measured after it.
     pub output: PathBuf,
+}
+
+impl Invocation {
+    /// A run of `program` that writes `output`, removed before each run.
+    pub fn new(program: PathBuf, args: Vec<OsString>, output: PathBuf) -> Invocation {
+        Invocation {
+            program,
+            args,
+            clear: vec![output.clone()],
+            empty: Vec::new(),
+            edit: None,
+            output,
+        }
+    }
+}
+
+/// A small file that a run must find changed: before each run it is replaced
+/// by a new file (written next to it, then renamed over it, as an editor
+/// saves) holding its original bytes and one line that no earlier run saw.
+///
+/// Never written in place: the folder may be a hard-linked copy of a corpus
+/// that must not change.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    /// The file.
+    pub file: PathBuf,
+    /// Its original content.
+    pub original: Vec<u8>,
+}
+
+/// Numbers the edits of this process, so that no two are the same.
+static EDITS: AtomicU64 = AtomicU64::new(0);
+
+impl Edit {
+    /// Writes the next version of the file.
+    pub fn apply(&self) -> Result<()> {
+        let n = EDITS.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut bytes = self.original.clone();
+        bytes.extend_from_slice(format!("\n# cargo xtask bench: edit {n}\n").as_bytes());
+        let name = self
+            .file
+            .file_name()
+            .context("the edited file has no name")?;
+        let mut tmp_name = OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(".bench-edit");
+        let tmp = self.file.with_file_name(tmp_name);
+        fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, &self.file)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), self.file.display()))
+    }
 }
 
 impl Invocation {
@@ -61,16 +117,29 @@ impl Sample {
     }
 }
 
-/// Removes what `inv` clears and flushes dirty pages (`sync`), untimed, so a
-/// run does not pay for the previous run's writeback.
+/// Removes `path`, a file or a folder, if it is there.
+pub fn remove(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
+    .with_context(|| format!("removing {}", path.display()))
+}
+
+/// Removes what `inv` clears, empties its folders, applies its edit and
+/// flushes dirty pages (`sync`), untimed, so a run does not pay for the
+/// previous run's writeback.
 pub fn prepare(inv: &Invocation) -> Result<()> {
     for path in &inv.clear {
-        match fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-            Ok(_) => fs::remove_file(path),
-            Err(_) => Ok(()),
-        }
-        .with_context(|| format!("removing {}", path.display()))?;
+        remove(path)?;
+    }
+    for dir in &inv.empty {
+        remove(dir)?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Some(edit) = &inv.edit {
+        edit.apply()?;
     }
     let status = Command::new("sync").status().context("running sync")?;
     if !status.success() {
@@ -81,6 +150,11 @@ pub fn prepare(inv: &Invocation) -> Result<()> {
 
 /// Runs `inv` once under GNU time; fails, with its output, unless it exits 0.
 pub fn run(inv: &Invocation, scratch: &Path) -> Result<Sample> {
+    run_capturing(inv, scratch).map(|(sample, _)| sample)
+}
+
+/// [`run`], also returning what the process printed on stdout.
+pub fn run_capturing(inv: &Invocation, scratch: &Path) -> Result<(Sample, String)> {
     prepare(inv)?;
     let report = scratch.join("time.txt");
     let _ = fs::remove_file(&report);
@@ -116,14 +190,15 @@ pub fn run(inv: &Invocation, scratch: &Path) -> Result<Sample> {
         }
         _ => f64::NAN,
     };
-    Ok(Sample {
+    let sample = Sample {
         wall,
         user,
         sys,
         rss_kib,
         size,
         others,
-    })
+    };
+    Ok((sample, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// Ticks per second in `/proc/stat` (USER_HZ, 100 on Linux).
@@ -208,6 +283,33 @@ mod tests {
         let s = Stat::of([4.0, 1.0, 2.0, 3.0]);
         assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
         assert_eq!(Stat::of([]).median, 0.0);
+    }
+
+    #[test]
+    fn edits_replace_the_file_and_leave_its_hard_links_alone() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-edit-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let (original, copy) = (dir.join("original"), dir.join("copy"));
+        fs::write(&original, b"page").unwrap();
+        fs::hard_link(&original, &copy).unwrap();
+        let edit = Edit {
+            file: copy.clone(),
+            original: b"page".to_vec(),
+        };
+        edit.apply().unwrap();
+        let first = fs::read(&copy).unwrap();
+        edit.apply().unwrap();
+        let second = fs::read(&copy).unwrap();
+        assert_eq!(fs::read(&original).unwrap(), b"page");
+        assert!(first.starts_with(b"page\n# cargo xtask bench: edit "));
+        assert_ne!(first, second);
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a bench run found: the tables on stdout, `target/bench/results.json`
 //! and the results section of `BENCHMARKS.md`, with the targets checked.
+//! Comparison cells and cache cells have tables of their own.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -10,9 +11,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::bound::Bound;
+use super::cache::{self, Against, Counters, Row, Size};
 use super::corpus::{Census, Toolchain};
 use super::measure::{Sample, Stat};
-use super::{loadavg, Codec, Setting};
+use super::{loadavg, CellKind, Codec, Setting};
 
 /// The markers around the generated part of `BENCHMARKS.md`.
 pub const START: &str =
@@ -228,8 +230,12 @@ pub struct ToolResult {
     pub name: String,
     /// The command line.
     pub command: String,
+    /// In a cache cell, its row.
+    pub row: Option<Row>,
     /// The timed runs, in round order.
     pub samples: Vec<Sample>,
+    /// In a cache cell, what the cache did in each run that used one.
+    pub cache: Vec<Counters>,
     /// Why the tool stopped, if it did.
     pub error: Option<String>,
 }
@@ -255,10 +261,12 @@ impl ToolResult {
 /// One cell: a corpus, a setting, a thread count; ours first, the reference second.
 #[derive(Debug)]
 pub struct CellResult {
-    /// `corpus/setting/Nt`.
+    /// `corpus/setting/Nt`, or `corpus/cache/setting/Nt`.
     pub id: String,
     /// The corpus name.
     pub corpus: String,
+    /// What the cell measures.
+    pub kind: CellKind,
     /// The settings.
     pub setting: Setting,
     /// Compression threads.
@@ -271,6 +279,22 @@ pub struct CellResult {
     pub load_before: String,
     /// Load averages after the last run.
     pub load_after: String,
+    /// What only a cache cell has.
+    pub cache: Option<CacheCellResult>,
+}
+
+/// What a cache cell found besides its rows' runs.
+#[derive(Debug)]
+pub struct CacheCellResult {
+    /// The file the "changed" rows see change.
+    pub changed_file: String,
+    /// Its size, bytes.
+    pub changed_bytes: u64,
+    /// The cache folders after the rounds.
+    pub sizes: Vec<Size>,
+    /// Whether the cold and warm rows' images were byte-identical; `None`
+    /// when not compared (a row failed).
+    pub same_bytes: Option<bool>,
 }
 
 /// Ratios of one tool to the cell's reference (the second tool).
@@ -282,25 +306,28 @@ struct Ratios {
     rounds: Stat,
     /// Median image size ÷ the reference's.
     image: f64,
+    /// Median CPU time ÷ the reference's.
+    cpu: f64,
 }
 
 impl CellResult {
     fn ratios(&self, tool: &ToolResult) -> Option<Ratios> {
-        let reference = self.tools.get(1)?;
-        if tool.samples.is_empty() || reference.samples.is_empty() {
-            return None;
-        }
-        let rounds = Stat::of(
-            tool.samples
-                .iter()
-                .zip(&reference.samples)
-                .map(|(a, b)| a.wall / b.wall),
-        );
-        Some(Ratios {
-            wall: tool.wall().median / reference.wall().median,
-            rounds,
-            image: tool.size().median / reference.size().median,
-        })
+        ratios_to(tool, self.tools.get(1)?)
+    }
+
+    /// The tool of a cache row.
+    fn row(&self, row: Row) -> Option<&ToolResult> {
+        self.tools.iter().find(|t| t.row == Some(row))
+    }
+
+    /// A cache row's ratio for its target, and the target.
+    fn cache_ratio(&self, tool: &ToolResult) -> Option<(cache::Target, Ratios)> {
+        let target = tool.row?.target()?;
+        let against = match target.against {
+            Against::Cold => self.row(Row::Cold)?,
+            Against::Reference => self.tools.get(1)?,
+        };
+        Some((target, ratios_to(tool, against)?))
     }
 
     /// What other processes took of the machine during this cell's runs.
@@ -326,6 +353,25 @@ impl CellResult {
     fn reference_name(&self) -> &str {
         self.tools.get(1).map_or("?", |t| t.name.as_str())
     }
+}
+
+/// The ratios of `tool` to `reference`; `None` if either has no runs.
+fn ratios_to(tool: &ToolResult, reference: &ToolResult) -> Option<Ratios> {
+    if tool.samples.is_empty() || reference.samples.is_empty() {
+        return None;
+    }
+    let rounds = Stat::of(
+        tool.samples
+            .iter()
+            .zip(&reference.samples)
+            .map(|(a, b)| a.wall / b.wall),
+    );
+    Some(Ratios {
+        wall: tool.wall().median / reference.wall().median,
+        rounds,
+        image: tool.size().median / reference.size().median,
+        cpu: tool.cpu().median / reference.cpu().median,
+    })
 }
 
 /// Efficiency: the bound for the cell's threads ÷ the median wall.
@@ -368,6 +414,9 @@ fn options(setting: &Setting) -> String {
 
 /// The table of one cell, for stdout.
 pub fn text_table(cell: &CellResult, bound: Option<&Bound>) -> String {
+    if cell.kind == CellKind::Cache {
+        return cache_text_table(cell);
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -438,6 +487,148 @@ pub fn text_table(cell: &CellResult, bound: Option<&Bound>) -> String {
     s
 }
 
+/// A cache row's ratio against what its target names, the rounds' range,
+/// the limit and whether it is met: `0.021 (0.020–0.023) ≤ 0.03: met`.
+/// Against the cold row, also the CPU ratio, steadier on a busy machine.
+fn target_cell(cell: &CellResult, tool: &ToolResult) -> String {
+    let Some((t, r)) = cell.cache_ratio(tool) else {
+        return "-".into();
+    };
+    let met = if r.wall <= t.limit { "met" } else { "NOT met" };
+    match t.against {
+        Against::Cold => format!(
+            "{:.3} ({:.3}–{:.3}) × cold ≤ {}: {met}; CPU {:.3} ×",
+            r.wall, r.rounds.min, r.rounds.max, t.limit, r.cpu
+        ),
+        Against::Reference => format!(
+            "{:.3} ({:.3}–{:.3}) ≤ {}: {met}",
+            r.wall, r.rounds.min, r.rounds.max, t.limit
+        ),
+    }
+}
+
+/// Blocks the cache served in a row's last run: `data 700/701, fragments 30/31`.
+fn reused(tool: &ToolResult) -> String {
+    match tool.cache.last() {
+        Some(c) => format!(
+            "data {}/{}, fragments {}/{}",
+            c.block_hits,
+            c.block_hits + c.block_misses,
+            c.fragment_hits,
+            c.fragment_hits + c.fragment_misses
+        ),
+        None => "-".into(),
+    }
+}
+
+/// Files the row's last run did not read (`--trust-stat`).
+fn not_read(tool: &ToolResult) -> String {
+    match tool.cache.last() {
+        Some(c) => format!(
+            "{} files ({:.1} MiB)",
+            c.files_not_read,
+            mib(c.bytes_not_read)
+        ),
+        None => "-".into(),
+    }
+}
+
+/// One line about a cache cell's changed file and image identity.
+fn cache_notes(cell: &CellResult) -> String {
+    let Some(c) = &cell.cache else {
+        return String::new();
+    };
+    format!(
+        "File changed: `{}` ({} bytes); images of the cold and warm rows byte-identical (blake3): {}",
+        c.changed_file,
+        c.changed_bytes,
+        match c.same_bytes {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "not compared",
+        }
+    )
+}
+
+/// A cache cell's table, for stdout.
+fn cache_text_table(cell: &CellResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "   {} — {} at {} thread(s); load {} → {}; {}",
+        cell.id,
+        options(&cell.setting),
+        cell.threads,
+        cell.load_before,
+        cell.load_after,
+        cell.noise()
+    );
+    let _ = writeln!(s, "   {}", cache_notes(cell));
+    let _ = writeln!(
+        s,
+        "   {:<36} {:>22} {:>20} {:>20} {:>10} {:>24} {:>36}  blocks reused; not read (last run)",
+        "row",
+        "wall s (min–max)",
+        "CPU s (min–max)",
+        "peak RSS MiB",
+        "image MiB",
+        format!("wall ÷ {} (rounds)", cell.reference_name()),
+        "target",
+    );
+    for t in &cell.tools {
+        if t.samples.is_empty() {
+            let _ = writeln!(
+                s,
+                "   {:<36} {}",
+                t.name,
+                t.error.as_deref().unwrap_or("no runs")
+            );
+            continue;
+        }
+        let r = cell.ratios(t);
+        let _ = writeln!(
+            s,
+            "   {:<36} {:>22} {:>20} {:>20} {:>10.2} {:>24} {:>36}  {}; {}",
+            t.name,
+            range(t.wall(), 2),
+            range(t.cpu(), 2),
+            range(t.rss_mib(), 1),
+            t.size().median / 1048576.0,
+            r.map_or("-".into(), |r| format!(
+                "{:.3} ({:.3}–{:.3})",
+                r.wall, r.rounds.min, r.rounds.max
+            )),
+            target_cell(cell, t),
+            reused(t),
+            not_read(t)
+        );
+        if let Some(e) = &t.error {
+            let _ = writeln!(
+                s,
+                "   {:<36} then failed: {}",
+                "",
+                e.lines().next().unwrap_or("")
+            );
+        }
+    }
+    if let Some(c) = &cell.cache {
+        for z in &c.sizes {
+            let _ = writeln!(
+                s,
+                "   cache of {:<36} {} entries, {:.2} MiB + {:.2} MiB of records = {:.3} × the image; {:.2} MiB on disk = {:.3} ×",
+                z.row.name(),
+                z.entries,
+                mib(z.bytes),
+                mib(z.record_bytes),
+                z.ratio(),
+                mib(z.on_disk),
+                z.disk_ratio()
+            );
+        }
+    }
+    s
+}
+
 /// A target and what was measured against it.
 #[derive(Debug)]
 struct Check {
@@ -453,6 +644,10 @@ const RSS_LIMIT: f64 = 100e6;
 fn checks(run: &Run) -> Vec<Check> {
     let mut out = Vec::new();
     for cell in &run.cells {
+        if cell.kind == CellKind::Cache {
+            out.extend(cache_checks(cell));
+            continue;
+        }
         let (Some(ours), Some(_)) = (cell.tools.first(), cell.tools.get(1)) else {
             continue;
         };
@@ -520,6 +715,44 @@ fn checks(run: &Run) -> Vec<Check> {
     out
 }
 
+/// Issue 5's targets in a cache cell.
+fn cache_checks(cell: &CellResult) -> Vec<Check> {
+    let mut out = Vec::new();
+    for t in &cell.tools {
+        if let Some((target, r)) = cell.cache_ratio(t) {
+            out.push(Check {
+                target: target.text,
+                cell: cell.id.clone(),
+                measured: format!(
+                    "{:.3} (rounds {:.3}–{:.3})",
+                    r.wall, r.rounds.min, r.rounds.max
+                ),
+                met: r.wall <= target.limit,
+            });
+        }
+    }
+    let size = cell
+        .cache
+        .as_ref()
+        .and_then(|c| c.sizes.iter().find(|z| z.row == cache::SIZE_ROW));
+    if let Some(z) = size {
+        out.push(Check {
+            target: cache::SIZE_TARGET.0,
+            cell: cell.id.clone(),
+            measured: format!(
+                "{:.3} ({} + {} bytes vs {}; {:.3} as allocated on disk)",
+                z.ratio(),
+                z.bytes,
+                z.record_bytes,
+                z.image,
+                z.disk_ratio()
+            ),
+            met: z.ratio() <= cache::SIZE_TARGET.1,
+        });
+    }
+    out
+}
+
 /// The targets, for stdout.
 pub fn targets_text(run: &Run) -> String {
     let mut s = String::from("targets (ours against the reference; ratios of medians):\n");
@@ -539,8 +772,9 @@ pub fn targets_text(run: &Run) -> String {
 /// Speed-up from 1 to 2 threads per tool, and what Amdahl's law makes of it.
 fn scaling(run: &Run) -> Vec<(String, String, f64, f64)> {
     let mut out = Vec::new();
-    for one in run.cells.iter().filter(|c| c.threads == 1) {
-        let Some(two) = run.cells.iter().find(|c| {
+    let compare = || run.cells.iter().filter(|c| c.kind == CellKind::Compare);
+    for one in compare().filter(|c| c.threads == 1) {
+        let Some(two) = compare().find(|c| {
             c.threads == 2 && c.corpus == one.corpus && c.setting.name == one.setting.name
         }) else {
             continue;
@@ -637,7 +871,11 @@ pub fn markdown(run: &Run) -> String {
         for (name, b) in &corpus.bounds {
             let _ = writeln!(s, "- bound, {name}: {}", bound_line(b));
         }
-        for cell in run.cells.iter().filter(|c| c.corpus == corpus.name) {
+        for cell in run
+            .cells
+            .iter()
+            .filter(|c| c.corpus == corpus.name && c.kind == CellKind::Compare)
+        {
             let bound = corpus.bound(cell.setting.name);
             let _ = writeln!(
                 s,
@@ -707,6 +945,8 @@ pub fn markdown(run: &Run) -> String {
         }
     }
 
+    cache_markdown(&mut s, run);
+
     let sc = scaling(run);
     if !sc.is_empty() {
         let _ = writeln!(s, "\n### Scaling from 1 to 2 threads\n");
@@ -745,6 +985,101 @@ pub fn markdown(run: &Run) -> String {
     let _ = writeln!(s, "</details>\n");
     let _ = writeln!(s, "{END}");
     s
+}
+
+/// The section of the cache cells, if any ran.
+fn cache_markdown(s: &mut String, run: &Run) {
+    let cells: Vec<&CellResult> = run
+        .cells
+        .iter()
+        .filter(|c| c.kind == CellKind::Cache)
+        .collect();
+    if cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n### Rebuilds with the block cache\n");
+    let _ = writeln!(
+        s,
+        "Each row interleaved with mksquashfs cold, the reference of the ratios; the cold build with the cache is also held against the cold `--no-cache` row. Blocks reused and files not read are from each row's last run (`--json`).\n"
+    );
+    for cell in cells {
+        let _ = writeln!(
+            s,
+            "#### {} — `{}`, {} thread{}\n",
+            cell.id,
+            options(&cell.setting),
+            cell.threads,
+            if cell.threads == 1 { "" } else { "s" }
+        );
+        let _ = writeln!(
+            s,
+            "{} runs per row, interleaved; load {} → {}; {}. {}.\n",
+            cell.runs,
+            cell.load_before,
+            cell.load_after,
+            cell.noise(),
+            cache_notes(cell)
+        );
+        let _ = writeln!(
+            s,
+            "| row | wall s, median (min–max) | CPU s (user+sys) | peak RSS MiB | image MiB | wall ÷ {r} (per round) | target | blocks reused | files not read |",
+            r = cell.reference_name()
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for t in &cell.tools {
+            if t.samples.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "| {} | failed: {} | | | | | | | |",
+                    t.name,
+                    t.error
+                        .as_deref()
+                        .unwrap_or("no runs")
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                );
+                continue;
+            }
+            let r = cell.ratios(t);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {} | {} |",
+                t.name,
+                range(t.wall(), 2),
+                range(t.cpu(), 2),
+                range(t.rss_mib(), 1),
+                t.size().median / 1048576.0,
+                r.map_or("-".into(), |r| format!(
+                    "{:.3} ({:.3}–{:.3})",
+                    r.wall, r.rounds.min, r.rounds.max
+                )),
+                target_cell(cell, t).replace("NOT met", "**not met**"),
+                reused(t),
+                not_read(t)
+            );
+        }
+        if let Some(c) = cell.cache.as_ref().filter(|c| !c.sizes.is_empty()) {
+            let _ = writeln!(
+                s,
+                "\n| cache folder of | entries | bytes | record bytes | ÷ image | allocated on disk | ÷ image |\n|---|---|---|---|---|---|---|"
+            );
+            for z in &c.sizes {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {:.3} | {} | {:.3} |",
+                    z.row.name(),
+                    z.entries,
+                    z.bytes,
+                    z.record_bytes,
+                    z.ratio(),
+                    z.on_disk,
+                    z.disk_ratio()
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
 }
 
 /// Replaces the results section of `path` (between the markers), or appends one.
@@ -875,6 +1210,50 @@ fn bound_json(b: &Bound) -> Json {
     ])
 }
 
+fn counters_json(c: &Counters) -> Json {
+    Json::Obj(vec![
+        ("block_hits", Json::Int(c.block_hits)),
+        ("block_misses", Json::Int(c.block_misses)),
+        ("fragment_hits", Json::Int(c.fragment_hits)),
+        ("fragment_misses", Json::Int(c.fragment_misses)),
+        ("files_not_read", Json::Int(c.files_not_read)),
+        ("bytes_not_read", Json::Int(c.bytes_not_read)),
+        ("bad_entries", Json::Int(c.bad_entries)),
+        ("entries_written", Json::Int(c.entries_written)),
+        ("entries_evicted", Json::Int(c.entries_evicted)),
+        ("warning", c.warning.clone().map_or(Json::Null, Json::Str)),
+        ("bytes_in", c.bytes_in.map_or(Json::Null, Json::Int)),
+    ])
+}
+
+fn cache_cell_json(c: &CacheCellResult) -> Json {
+    Json::Obj(vec![
+        ("changed_file", Json::Str(c.changed_file.clone())),
+        ("changed_bytes", Json::Int(c.changed_bytes)),
+        ("same_bytes", c.same_bytes.map_or(Json::Null, Json::Bool)),
+        (
+            "caches",
+            Json::Arr(
+                c.sizes
+                    .iter()
+                    .map(|z| {
+                        Json::Obj(vec![
+                            ("row", Json::Str(z.row.slug().into())),
+                            ("entries", Json::Int(z.entries)),
+                            ("bytes", Json::Int(z.bytes)),
+                            ("record_bytes", Json::Int(z.record_bytes)),
+                            ("allocated_bytes", Json::Int(z.on_disk)),
+                            ("image_bytes", Json::Int(z.image)),
+                            ("ratio", Json::Num(z.ratio())),
+                            ("allocated_ratio", Json::Num(z.disk_ratio())),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+    ])
+}
+
 /// `target/bench/results.json`.
 pub fn json(run: &Run) -> String {
     let m = &run.meta;
@@ -923,8 +1302,13 @@ pub fn json(run: &Run) -> String {
                 .iter()
                 .map(|t| {
                     let r = cell.ratios(t);
+                    let target = cell.cache_ratio(t);
                     Json::Obj(vec![
                         ("tool", Json::Str(t.name.clone())),
+                        (
+                            "row",
+                            t.row.map_or(Json::Null, |r| Json::Str(r.slug().into())),
+                        ),
                         ("command", Json::Str(t.command.clone())),
                         (
                             "runs",
@@ -958,12 +1342,53 @@ pub fn json(run: &Run) -> String {
                             "efficiency",
                             efficiency(bound, cell.threads, t).map_or(Json::Null, Json::Num),
                         ),
+                        (
+                            "target",
+                            target.map_or(Json::Null, |(target, r)| {
+                                Json::Obj(vec![
+                                    ("target", Json::Str(target.text.into())),
+                                    ("limit", Json::Num(target.limit)),
+                                    (
+                                        "against",
+                                        Json::Str(
+                                            match target.against {
+                                                Against::Cold => "cold",
+                                                Against::Reference => "reference",
+                                            }
+                                            .into(),
+                                        ),
+                                    ),
+                                    ("ratio", Json::Num(r.wall)),
+                                    ("cpu_ratio", Json::Num(r.cpu)),
+                                    ("ratio_rounds", stat_json(r.rounds)),
+                                    ("met", Json::Bool(r.wall <= target.limit)),
+                                ])
+                            }),
+                        ),
+                        (
+                            "cache",
+                            if t.row.is_some() {
+                                Json::Arr(t.cache.iter().map(counters_json).collect())
+                            } else {
+                                Json::Null
+                            },
+                        ),
                         ("error", t.error.clone().map_or(Json::Null, Json::Str)),
                     ])
                 })
                 .collect();
             Json::Obj(vec![
                 ("id", Json::Str(cell.id.clone())),
+                (
+                    "kind",
+                    Json::Str(
+                        match cell.kind {
+                            CellKind::Compare => "compare",
+                            CellKind::Cache => "cache",
+                        }
+                        .into(),
+                    ),
+                ),
                 ("corpus", Json::Str(cell.corpus.clone())),
                 ("setting", Json::Str(cell.setting.name.into())),
                 ("options", Json::Str(options(&cell.setting))),
@@ -977,6 +1402,10 @@ pub fn json(run: &Run) -> String {
                     bound.map_or(Json::Null, |b| Json::Num(b.for_threads(cell.threads))),
                 ),
                 ("tools", Json::Arr(tools)),
+                (
+                    "cache",
+                    cell.cache.as_ref().map_or(Json::Null, cache_cell_json),
+                ),
             ])
         })
         .collect();
