@@ -228,11 +228,22 @@ impl Ctx {
             image.display(),
             fs::metadata(&image)?.len()
         );
-        // Without --json: one summary line on stderr, nothing on stdout.
+        // Without --json: one summary line on stderr, and one about the
+        // cache (xtask points XDG_CACHE_HOME into target/), nothing on stdout.
         let out = self.dir.join("demo-summary");
         let built = self.build(&self.root.join(demo::SPEC), &out, &[])?;
-        let summary = built.stderr.trim_end();
+        let (summary, cache_line) = built
+            .stderr
+            .trim_end()
+            .split_once('\n')
+            .unwrap_or((built.stderr.trim_end(), ""));
         println!("summary: {summary}");
+        println!("{cache_line}");
+        ensure!(
+            cache_line.starts_with("cache: ") && !cache_line.contains('\n'),
+            "the second line of stderr is not the cache line:\n{}",
+            built.stderr
+        );
         ensure!(
             built.stdout.is_empty(),
             "unexpected output on stdout:\n{}",

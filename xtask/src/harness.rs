@@ -194,6 +194,17 @@ pub fn lock_work_dir() -> Result<fs::File> {
     Ok(file)
 }
 
+/// Points `XDG_CACHE_HOME` of this process, and so of every command it runs,
+/// at an empty `target/xtask/xdg-cache`: `mkportable build` and `squash` use
+/// a block cache there by default, and no test may read or fill the real one
+/// in `~/.cache`. Call it while holding [`lock_work_dir`], before any thread starts.
+pub fn isolate_cache_home() -> Result<PathBuf> {
+    let dir = work_dir().join("xdg-cache");
+    clean_dir(&dir)?;
+    env::set_var("XDG_CACHE_HOME", &dir);
+    Ok(dir)
+}
+
 /// The cargo that started us (`$CARGO`), or `cargo` from `PATH`.
 pub fn cargo() -> OsString {
     env::var_os("CARGO").unwrap_or_else(|| "cargo".into())

@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! cargo xtask test [--quick] [--filter PAT]... [--skip-unit]
-//!                                  everything: unit, oracle, determinism, bad-input, e2e
+//!                                  everything: unit, oracle, determinism, bad-input, cache, e2e
 //! cargo xtask unit                 Nix fixture, then `cargo test --workspace`
 //! cargo xtask oracle [--quick] [--filter PAT]...
 //! cargo xtask determinism [--quick] [--filter PAT]...
 //! cargo xtask bad-input [--filter PAT]...
+//! cargo xtask cache [--filter PAT]...   the block cache: warm = cold bytes, faults, sharing
 //! cargo xtask e2e [--filter PAT]...  mkportable build: demo and Nix-fixture images, real systemd, bad specs
 //! cargo xtask demo                 build out/demo_1.0.raw from examples/demo (no Nix needed)
 //! ```
@@ -16,10 +17,13 @@
 //! `MKPORTABLE_BIN=/usr/bin/mksquashfs` tests another mksquashfs-compatible
 //! program instead of `target/debug/mkportable mksquashfs`. The last line of
 //! output is always `N passed, M failed`; the exit status is non-zero on any
-//! failure, and when nothing ran.
+//! failure, and when nothing ran. Every command the tests run gets
+//! `XDG_CACHE_HOME=target/xtask/xdg-cache`, emptied first, so the default
+//! block cache of `mkportable build` and `squash` never touches `~/.cache`.
 
 mod bad_input;
 mod bench;
+mod cache_suite;
 mod compare;
 mod demo;
 mod determinism;
@@ -41,6 +45,7 @@ enum Task {
     Oracle,
     Determinism,
     BadInput,
+    Cache,
     E2e,
     Demo,
 }
@@ -53,7 +58,7 @@ struct Args {
     filters: Vec<String>,
 }
 
-const USAGE: &str = "usage: cargo xtask <test|unit|oracle|determinism|bad-input|e2e|demo> [--quick] [--filter PAT]... [--skip-unit]";
+const USAGE: &str = "usage: cargo xtask <test|unit|oracle|determinism|bad-input|cache|e2e|demo> [--quick] [--filter PAT]... [--skip-unit]";
 
 fn parse_args() -> Result<Option<Args>> {
     let mut args = std::env::args().skip(1);
@@ -63,6 +68,7 @@ fn parse_args() -> Result<Option<Args>> {
         Some("oracle") => Task::Oracle,
         Some("determinism") => Task::Determinism,
         Some("bad-input") => Task::BadInput,
+        Some("cache") => Task::Cache,
         Some("e2e") => Task::E2e,
         Some("demo") => Task::Demo,
         Some("help" | "-h" | "--help") | None => return Ok(None),
@@ -125,6 +131,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = harness::isolate_cache_home() {
+        runner.fail("isolate XDG_CACHE_HOME", &format!("{e:#}"));
+        runner.finish();
+        return ExitCode::FAILURE;
+    }
     if matches!(args.task, Task::Test | Task::Unit) && !args.skip_unit {
         unit(&mut runner);
     }
@@ -209,6 +220,9 @@ fn suites(runner: &mut Runner, task: Task) {
     }
     if wanted(Task::BadInput) {
         bad_input::run_suite(runner, &ours, &work);
+    }
+    if wanted(Task::Cache) {
+        cache_suite::run_suite(runner, &ours, &work);
     }
     if wanted(Task::E2e) {
         e2e::run_suite(runner, &work);

@@ -1,19 +1,20 @@
 //! The top level of `mkportable`'s clap interface: one subcommand per job.
 //!
 //! Each subcommand keeps its arguments and their translation in its own module
-//! (`build.rs`, `closure.rs`, `squash.rs`, `mksquashfs.rs`).
+//! (`build.rs`, `cache.rs`, `closure.rs`, `squash.rs`, `mksquashfs.rs`).
 
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
-use crate::{build, closure, mksquashfs, squash};
+use crate::{build, cache, closure, mksquashfs, squash};
 
 const AFTER_HELP: &str = "\
 Examples:
   mkportable build examples/demo/demo.toml -o out
   mkportable closure ./result
   mkportable squash --comp xz --block-size 1M rootfs/ image.raw
+  mkportable cache stats
   mkportable mksquashfs nix ROOT/* OUT.raw -quiet -noappend -exit-on-error \\
       -keep-as-directory -all-root -root-mode 755 -b 1M -comp xz -Xdict-size 100%
 
@@ -45,6 +46,8 @@ pub enum Command {
     Closure(closure::Args),
     /// Pack host files and directories into a SquashFS image.
     Squash(squash::Args),
+    /// Show or clear the cache of compressed blocks that `build` and `squash` reuse.
+    Cache(cache::Args),
     /// Pack files with mksquashfs's syntax: SOURCE... DEST, then its options.
     ///
     /// Accepts mksquashfs 4.5.1's spellings (single-dash options after the
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => build::run(args),
         Command::Closure(args) => closure::run(args),
         Command::Squash(args) => squash::run(args),
+        Command::Cache(args) => cache::run(args),
         Command::Mksquashfs(args) => mksquashfs::run(&args.args),
     }
 }

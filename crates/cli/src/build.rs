@@ -14,6 +14,7 @@ use mkportable_scaffold as scaffold;
 use mkportable_spec::Spec;
 use mkportable_squash::Report;
 
+use crate::cache::{self, CacheArgs, CacheEnv};
 use crate::exit::{InvalidSpec, OutputExists};
 use crate::job::{self, human, json_string, Syntax};
 
@@ -33,6 +34,11 @@ with no store paths needs no Nix at all.
 Times: nothing comes from the clock. The image's creation time is SOURCE_DATE_EPOCH
 (0 when unset), and every file time is clamped to it, so the same spec and inputs
 always give the same image.
+
+Cache: compressed blocks are kept in $XDG_CACHE_HOME/mkportable (else
+$HOME/.cache/mkportable) and reused by later builds, so a rebuild compresses only
+what changed. The image is the same with or without it; `mkportable cache` shows
+or clears it. Store paths never change once built, so --trust-stat suits them.
 
 Exit status: 0 on success; 1 when the input is at fault (an invalid spec, with every
 problem listed; a missing unit file or store path; a closure source that lacks a
@@ -65,6 +71,10 @@ pub struct Args {
     /// Print a JSON report on stdout: one line, `"type":"build-report"`.
     #[arg(long)]
     json: bool,
+
+    /// The block cache.
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 /// What a build did, for the summary and the JSON report.
@@ -114,12 +124,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut options = scaffold::squash_options(&spec, epoch)?;
     options.threads = args.threads;
     options.overwrite = args.overwrite;
+    options.cache = cache::open(args.cache.config(&CacheEnv::from_process()));
 
     progress.phase(&format!("writing `{}`", output.display()));
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating the folder `{}`", args.out_dir.display()))?;
     let squash = job::write(&tree, &mut options, &output, Syntax::Squash)?;
     drop(progress);
+    cache::print_warning(squash.cache.as_ref());
 
     let report = BuildReport {
         output,
@@ -163,10 +175,11 @@ fn source_date_epoch(value: Option<&OsStr>) -> anyhow::Result<Option<u32>> {
         .transpose()?)
 }
 
-/// The summary printed on stderr after a build.
+/// The summary printed on stderr after a build: one line, and a second about
+/// the cache if one was used.
 pub fn summary(r: &BuildReport) -> String {
     let s = &r.squash;
-    format!(
+    let mut text = format!(
         "wrote `{}`: {} files ({} store paths), {} in, image {}, duplicates saved {}, {:.2}s",
         r.output.display(),
         s.files,
@@ -175,7 +188,12 @@ pub fn summary(r: &BuildReport) -> String {
         human(s.bytes_written),
         human(s.dedup_saved),
         r.elapsed.as_secs_f64(),
-    )
+    );
+    if let Some(cache) = &s.cache {
+        text += "\n";
+        text += &cache::summary_line(cache);
+    }
+    text
 }
 
 /// The `--json` report: one line holding one object.
@@ -183,7 +201,7 @@ pub fn summary(r: &BuildReport) -> String {
 /// # Format
 ///
 /// ```json
-/// {"type":"build-report","version":1,"output":"out/demo_1.0.raw","name":"demo","image_version":"1.0","store_paths":0,"inodes":23,"files":6,"bytes_in":1048576,"bytes_written":471040,"dedup_saved":0,"seconds":0.412}
+/// {"type":"build-report","version":1,"output":"out/demo_1.0.raw","name":"demo","image_version":"1.0","store_paths":0,"inodes":23,"files":6,"bytes_in":1048576,"bytes_written":471040,"dedup_saved":0,"seconds":0.412,"cache":null}
 /// ```
 ///
 /// - `type`: always `"build-report"`; `version`: the schema version, 1. A
@@ -197,10 +215,12 @@ pub fn summary(r: &BuildReport) -> String {
 ///   image, padding included; `dedup_saved`: bytes of contents not stored
 ///   again because an identical file was.
 /// - `seconds`: wall-clock time of the whole build.
+/// - `cache`: what the block cache did (see [`cache::json_object`]), or
+///   `null` with `--no-cache` or when no cache folder was found.
 pub fn json_report(r: &BuildReport) -> String {
     let s = &r.squash;
     format!(
-        "{{\"type\":\"build-report\",\"version\":1,\"output\":{},\"name\":{},\"image_version\":{},\"store_paths\":{},\"inodes\":{},\"files\":{},\"bytes_in\":{},\"bytes_written\":{},\"dedup_saved\":{},\"seconds\":{:.3}}}",
+        "{{\"type\":\"build-report\",\"version\":1,\"output\":{},\"name\":{},\"image_version\":{},\"store_paths\":{},\"inodes\":{},\"files\":{},\"bytes_in\":{},\"bytes_written\":{},\"dedup_saved\":{},\"seconds\":{:.3},\"cache\":{}}}",
         json_string(&r.output.to_string_lossy()),
         json_string(&r.name),
         json_string(&r.version),
@@ -211,6 +231,7 @@ pub fn json_report(r: &BuildReport) -> String {
         s.bytes_written,
         s.dedup_saved,
         r.elapsed.as_secs_f64(),
+        cache::json_object(s.cache.as_ref()),
     )
 }
 
@@ -265,6 +286,7 @@ mod tests {
         assert_eq!(args.spec, PathBuf::from("demo.toml"));
         assert_eq!(args.out_dir, PathBuf::from("."));
         assert!(args.closure_info.is_empty() && !args.overwrite && !args.json && !args.quiet);
+        assert_eq!(args.cache, CacheArgs::default());
         let args = parse(
             "-o out --closure-info a --closure-info b --threads 2 --overwrite -q --json s.json",
         )
@@ -273,6 +295,17 @@ mod tests {
         assert_eq!(args.closure_info, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(args.threads, 2);
         assert!(args.overwrite && args.quiet && args.json);
+        assert!(parse("--no-cache s.toml")
+            .unwrap()
+            .cache
+            .config(&CacheEnv::default())
+            .is_none());
+        let args = parse("--cache c --cache-size 5G --trust-stat s.toml").unwrap();
+        let config = args.cache.config(&CacheEnv::default()).unwrap();
+        assert_eq!(
+            (config.dir, config.max_bytes, config.trust_stat),
+            (PathBuf::from("c"), 5 << 30, true)
+        );
         assert!(parse("").is_err());
         assert!(parse("a.toml b.toml").is_err());
     }
@@ -307,11 +340,25 @@ mod tests {
         };
         assert_eq!(
             json_report(&r),
-            r#"{"type":"build-report","version":1,"output":"out/demo_1.0.raw","name":"demo","image_version":"1.0","store_paths":3,"inodes":23,"files":6,"bytes_in":3145728,"bytes_written":1048576,"dedup_saved":1536,"seconds":0.412}"#
+            r#"{"type":"build-report","version":1,"output":"out/demo_1.0.raw","name":"demo","image_version":"1.0","store_paths":3,"inodes":23,"files":6,"bytes_in":3145728,"bytes_written":1048576,"dedup_saved":1536,"seconds":0.412,"cache":null}"#
         );
         assert_eq!(
             summary(&r),
             "wrote `out/demo_1.0.raw`: 6 files (3 store paths), 3.0 MiB in, image 1.0 MiB, duplicates saved 1.5 KiB, 0.41s"
         );
+        let mut warm = r.clone();
+        warm.squash.cache = Some(mkportable_squash::CacheReport {
+            block_hits: 5,
+            block_misses: 1,
+            files_not_read: 2,
+            bytes_not_read: 4096,
+            ..Default::default()
+        });
+        assert_eq!(
+            summary(&warm).lines().nth(1),
+            Some("cache: 5 of 6 blocks reused, 2 files not read (4.0 KiB)")
+        );
+        assert!(json_report(&warm)
+            .contains(r#","seconds":0.412,"cache":{"block_hits":5,"block_misses":1,"#));
     }
 }

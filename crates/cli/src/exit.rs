@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success, or stdout closed early (a broken pipe) |
-//! | 1    | the input is at fault: a bad spec, a missing or unreadable source or store path, a closure source that lacks a path, an existing output, a file that changed while read, a bad option value |
+//! | 1    | the input is at fault: a bad spec, a missing or unreadable source or store path, a closure source that lacks a path, an existing output, a file that changed while read, a bad option value, a `--cache` folder that is not one or cannot be read |
 //! | 2    | a usage error (unknown option, missing value or path) or an unexpected failure |
 //! | 130  | interrupted by SIGINT or SIGTERM; nothing was written |
 
@@ -14,6 +14,8 @@ use std::process::ExitCode;
 
 use mkportable_closure as closure;
 use mkportable_squash as squash;
+
+use crate::cache::CacheError;
 
 /// The input is at fault.
 const INPUT: u8 = 1;
@@ -212,6 +214,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
         if let Some(err) = cause.downcast_ref::<closure::Error>() {
             return closure_code(err);
         }
+        if let Some(err) = cause.downcast_ref::<CacheError>() {
+            return path_code(&err.source);
+        }
     }
     USAGE
 }
@@ -227,7 +232,6 @@ fn closure_code(e: &closure::Error) -> u8 {
 }
 
 fn squash_code(e: &squash::Error) -> u8 {
-    use io::ErrorKind as K;
     match e {
         squash::Error::Read { .. }
         | squash::Error::FileChanged { .. }
@@ -235,17 +239,21 @@ fn squash_code(e: &squash::Error) -> u8 {
         | squash::Error::InvalidOption { .. }
         | squash::Error::Tree { .. }
         | squash::Error::Limit(_) => INPUT,
-        // The user named an output we cannot create; a full disk or an I/O
-        // error is not their fault.
-        squash::Error::Write { source, .. } => match source.kind() {
-            K::NotFound
-            | K::PermissionDenied
-            | K::ReadOnlyFilesystem
-            | K::IsADirectory
-            | K::NotADirectory => INPUT,
-            _ => USAGE,
-        },
+        squash::Error::Write { source, .. } => path_code(source),
         squash::Error::Interrupted => INTERRUPTED,
+        _ => USAGE,
+    }
+}
+
+/// The user named a path we cannot use; a full disk or an I/O error is not their fault.
+fn path_code(e: &io::Error) -> u8 {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound
+        | K::PermissionDenied
+        | K::ReadOnlyFilesystem
+        | K::IsADirectory
+        | K::NotADirectory => INPUT,
         _ => USAGE,
     }
 }

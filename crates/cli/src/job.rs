@@ -1,6 +1,7 @@
 //! One image build, whichever syntax asked for it: the time policy shared by
 //! both front ends, the interrupt handler, the call into `mkportable-squash`,
-//! and the report (a summary on stderr, or `--json` on stdout).
+//! and the report (a summary on stderr, or `--json` on stdout, and the cache's
+//! warning if it has one).
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
@@ -9,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use mkportable_squash::{self as squash, write_image, Options, Report, Tree};
+use mkportable_squash::{self as squash, write_image, CacheConfig, Options, Report, Tree};
 
+use crate::cache;
 use crate::exit::{ArgError, Interrupted, OutputExists};
 
 /// Everything one build needs, parsed and validated.
@@ -24,6 +26,8 @@ pub struct Job {
     pub keep_as_directory: bool,
     /// The writer's settings, times already resolved.
     pub options: Options,
+    /// The block cache to open for the write, if any (never for the mksquashfs syntax).
+    pub cache: Option<CacheConfig>,
     /// What to print after a successful build.
     pub reporting: Reporting,
     /// Which command line it came from, so errors use its spellings.
@@ -44,7 +48,7 @@ pub enum Syntax {
 pub enum Reporting {
     /// Nothing.
     Quiet,
-    /// One line on stderr.
+    /// One line on stderr, and one more about the cache if one was used.
     Summary,
     /// One JSON object on stdout (see [`json_report`]).
     Json,
@@ -133,7 +137,9 @@ pub fn run(mut job: Job) -> anyhow::Result<()> {
         return Err(exists(job.output).into());
     }
     let tree = Tree::from_sources(&job.sources, job.keep_as_directory, job.options.mkfs_time)?;
+    job.options.cache = cache::open(job.cache);
     let report = write(&tree, &mut job.options, &job.output, syntax)?;
+    cache::print_warning(report.cache.as_ref());
     match job.reporting {
         Reporting::Quiet => {}
         Reporting::Summary => eprintln!("{}", summary(&job.output, &report)),
@@ -225,7 +231,8 @@ fn cancel_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// The one-line summary printed on stderr after a build.
+/// The summary printed on stderr after a build: one line, and a second about
+/// the cache if one was used.
 fn summary(output: &std::path::Path, r: &Report) -> String {
     let mut line = format!(
         "wrote `{}`: {} files, {} inodes, {} in, image {}",
@@ -238,6 +245,10 @@ fn summary(output: &std::path::Path, r: &Report) -> String {
     if r.dedup_saved > 0 {
         line += &format!(", duplicates saved {}", human(r.dedup_saved));
     }
+    if let Some(cache) = &r.cache {
+        line += "\n";
+        line += &cache::summary_line(cache);
+    }
     line
 }
 
@@ -246,7 +257,7 @@ fn summary(output: &std::path::Path, r: &Report) -> String {
 /// # Format
 ///
 /// ```json
-/// {"type":"squash-report","version":1,"output":"out.raw","inodes":12,"files":9,"bytes_in":40960,"bytes_written":8192,"dedup_saved":4096}
+/// {"type":"squash-report","version":1,"output":"out.raw","inodes":12,"files":9,"bytes_in":40960,"bytes_written":8192,"dedup_saved":4096,"cache":null}
 /// ```
 ///
 /// - `type`: always `"squash-report"`; `version`: the schema version, 1. A
@@ -257,15 +268,18 @@ fn summary(output: &std::path::Path, r: &Report) -> String {
 /// - `bytes_in`: bytes of file contents read; `bytes_written`: size of the
 ///   image, padding included; `dedup_saved`: bytes of contents not stored
 ///   again because an identical file was.
+/// - `cache`: what the block cache did (see [`cache::json_object`]), or
+///   `null` with `--no-cache` or when no cache folder was found.
 pub fn json_report(output: &std::path::Path, r: &Report) -> String {
     format!(
-        "{{\"type\":\"squash-report\",\"version\":1,\"output\":{},\"inodes\":{},\"files\":{},\"bytes_in\":{},\"bytes_written\":{},\"dedup_saved\":{}}}",
+        "{{\"type\":\"squash-report\",\"version\":1,\"output\":{},\"inodes\":{},\"files\":{},\"bytes_in\":{},\"bytes_written\":{},\"dedup_saved\":{},\"cache\":{}}}",
         json_string(&output.to_string_lossy()),
         r.inodes,
         r.files,
         r.bytes_in,
         r.bytes_written,
         r.dedup_saved,
+        cache::json_object(r.cache.as_ref()),
     )
 }
 
@@ -400,7 +414,7 @@ mod tests {
         };
         assert_eq!(
             json_report("dir/o\"ut\n.raw".as_ref(), &r),
-            r#"{"type":"squash-report","version":1,"output":"dir/o\"ut\n.raw","inodes":12,"files":9,"bytes_in":3145728,"bytes_written":1048576,"dedup_saved":1536}"#
+            r#"{"type":"squash-report","version":1,"output":"dir/o\"ut\n.raw","inodes":12,"files":9,"bytes_in":3145728,"bytes_written":1048576,"dedup_saved":1536,"cache":null}"#
         );
         assert_eq!(
             summary("o.raw".as_ref(), &r),
@@ -415,6 +429,21 @@ mod tests {
             summary("o".as_ref(), &empty),
             "wrote `o`: 0 files, 1 inodes, 0 B in, image 4.0 KiB"
         );
+        let warm = Report {
+            cache: Some(squash::CacheReport {
+                block_hits: 3,
+                fragment_hits: 1,
+                ..Default::default()
+            }),
+            ..empty
+        };
+        assert_eq!(
+            summary("o".as_ref(), &warm),
+            "wrote `o`: 0 files, 1 inodes, 0 B in, image 4.0 KiB\ncache: 4 of 4 blocks reused"
+        );
+        assert!(json_report("o".as_ref(), &warm).ends_with(
+            r#","dedup_saved":0,"cache":{"block_hits":3,"block_misses":0,"fragment_hits":1,"fragment_misses":0,"files_not_read":0,"bytes_not_read":0,"bad_entries":0,"entries_written":0,"entries_evicted":0,"warning":null}}"#
+        ));
         assert_eq!(json_string("\u{1}\\"), r#""\u0001\\""#);
     }
 

@@ -1,12 +1,13 @@
 //! The `mkportable` command line; invoked as `mksquashfs`, it speaks mksquashfs's syntax.
 //!
 //! Glue only: the work lives in the library crates. This binary parses
-//! arguments ([`args`], [`build`], [`closure`], [`squash`], [`mksquashfs`]),
+//! arguments ([`args`], [`build`], [`cache`], [`closure`], [`squash`], [`mksquashfs`]),
 //! runs one build ([`job`]), and turns any error into a message on stderr and
 //! an exit code ([`exit`]).
 
 mod args;
 mod build;
+mod cache;
 mod closure;
 mod exit;
 mod job;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use mkportable_squash::{self as squash, parse_block_size, Compression, Options};
 
+use crate::cache::{CacheArgs, CacheEnv};
 use crate::job::{self, Job, Reporting, Syntax, TimeArgs};
 
 const AFTER_HELP: &str = "\
@@ -24,6 +25,9 @@ Examples:
   zstd at level 19, every file owned by root, times pinned for a reproducible image:
     SOURCE_DATE_EPOCH=1700000000 mkportable squash --comp zstd --level 19 --all-root dir/ out.img
 
+  Rebuild from a Nix store tree, reading only files whose stat changed:
+    mkportable squash --overwrite --trust-stat --cache-size 20G rootfs/ image.raw
+
 Sources: one directory becomes the image's root (it keeps that directory's owner,
 mode and time). Several sources, a file, or --keep-as-directory: each source becomes
 an entry of a new root (mode 777, owned by root); repeated names get _1, _2, ...
@@ -31,7 +35,12 @@ an entry of a new root (mode 777, owned by root); repeated names get _1, _2, ...
 Times: nothing comes from the clock. If SOURCE_DATE_EPOCH is set it is the image's
 creation time, and file times newer than it are clamped to it; --mkfs-time and
 --all-time override it. With neither, the creation time is 0 (1970-01-01), so the
-same files always give the same image.";
+same files always give the same image.
+
+Cache: compressed blocks are kept in $XDG_CACHE_HOME/mkportable (else
+$HOME/.cache/mkportable) and reused by later builds, so a rebuild compresses only
+what changed. The image is the same with or without it; `mkportable cache` shows
+or clears it.";
 
 /// Arguments of `mkportable squash`.
 #[derive(Debug, clap::Args)]
@@ -108,6 +117,10 @@ pub struct Args {
     /// Print a JSON report on stdout: one line, `"type":"squash-report"`.
     #[arg(long)]
     json: bool,
+
+    /// The block cache.
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 /// Compressors.
@@ -124,11 +137,15 @@ enum Comp {
 /// Runs `mkportable squash`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let source_date_epoch = std::env::var_os("SOURCE_DATE_EPOCH");
-    job::run(args.into_job(source_date_epoch.as_deref())?)
+    job::run(args.into_job(source_date_epoch.as_deref(), &CacheEnv::from_process())?)
 }
 
 impl Args {
-    fn into_job(self, source_date_epoch: Option<&std::ffi::OsStr>) -> anyhow::Result<Job> {
+    fn into_job(
+        self,
+        source_date_epoch: Option<&std::ffi::OsStr>,
+        cache_env: &CacheEnv,
+    ) -> anyhow::Result<Job> {
         let mut options = Options {
             compression: compression(self.comp, self.dict_size, self.bcj, self.level)?,
             block_size: self.block_size,
@@ -159,6 +176,7 @@ impl Args {
             output: self.output,
             keep_as_directory: self.keep_as_directory,
             options,
+            cache: self.cache.config(cache_env),
             reporting,
             syntax: Syntax::Squash,
         })
@@ -215,7 +233,7 @@ mod tests {
         let Command::Squash(args) = Cli::try_parse_from(argv)?.command else {
             panic!("not the squash subcommand");
         };
-        args.into_job(epoch.map(std::ffi::OsStr::new))
+        args.into_job(epoch.map(std::ffi::OsStr::new), &CacheEnv::default())
     }
 
     /// `args` → the options they set, starting from the writer's defaults.
@@ -281,6 +299,22 @@ mod tests {
             parse("--quiet --json a b", None).unwrap().reporting,
             Reporting::Json
         );
+    }
+
+    #[test]
+    fn cache_flags_reach_the_job() {
+        assert_eq!(parse("a out", None).unwrap().cache, None, "no folder found");
+        let job = parse("--cache c --cache-size 1M --trust-stat a out", None).unwrap();
+        assert_eq!(
+            job.cache,
+            Some(mkportable_squash::CacheConfig {
+                dir: "c".into(),
+                max_bytes: 1 << 20,
+                trust_stat: true,
+            })
+        );
+        assert!(job.options.cache.is_none(), "opened only when run");
+        assert_eq!(parse("--no-cache a out", None).unwrap().cache, None);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! End-to-end tests of the `mkportable` binary: exit codes, one-line error
-//! messages, what is (not) left on disk, and the `mksquashfs` personality
-//! reached through a symlink.
+//! messages, what is (not) left on disk, the `mksquashfs` personality
+//! reached through a symlink, and the block cache's flags and subcommand.
+//!
+//! Every run gets `XDG_CACHE_HOME` in a temporary folder of its own, so no
+//! test touches the real cache in `~/.cache`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,9 +16,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_mkportable");
 const NIXPKGS_OPTIONS: &str =
     "-quiet -noappend -exit-on-error -keep-as-directory -all-root -root-mode 755 -b 1M -comp xz -Xdict-size 100%";
 
-/// A scratch directory with a small source tree in `src/`.
+/// A scratch directory with a small source tree in `src/`, and a folder
+/// outside it for `XDG_CACHE_HOME`.
 struct Dir {
     tmp: tempfile::TempDir,
+    xdg_cache_home: tempfile::TempDir,
 }
 
 /// What a run printed and how it ended.
@@ -30,6 +35,7 @@ impl Dir {
     fn new() -> Dir {
         let dir = Dir {
             tmp: tempfile::tempdir().unwrap(),
+            xdg_cache_home: tempfile::tempdir().unwrap(),
         };
         dir.write("src/hello.txt", b"hello\n");
         dir.write("src/sub/same-a", &[7; 5000]);
@@ -47,20 +53,32 @@ impl Dir {
         fs::write(path, contents).unwrap();
     }
 
+    /// The default cache folder of every run: `$XDG_CACHE_HOME/mkportable`.
+    fn default_cache(&self) -> PathBuf {
+        self.xdg_cache_home.path().join("mkportable")
+    }
+
     /// Runs `program` with whitespace-separated `args` in this directory, without `SOURCE_DATE_EPOCH`.
     fn run_program(&self, program: &Path, args: &str) -> Run {
         self.run_with(program, args, None)
     }
 
     fn run_with(&self, program: &Path, args: &str, source_date_epoch: Option<&str>) -> Run {
-        let mut cmd = Command::new(program);
-        cmd.args(args.split_whitespace())
-            .current_dir(self.tmp.path())
-            .env_remove("SOURCE_DATE_EPOCH");
+        let mut cmd = self.command(program, args);
         if let Some(epoch) = source_date_epoch {
             cmd.env("SOURCE_DATE_EPOCH", epoch);
         }
         finished(cmd.output().unwrap())
+    }
+
+    /// `program ARGS` in this directory, with its own `XDG_CACHE_HOME`, without `SOURCE_DATE_EPOCH`.
+    fn command(&self, program: &Path, args: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args.split_whitespace())
+            .current_dir(self.tmp.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env("XDG_CACHE_HOME", self.xdg_cache_home.path());
+        cmd
     }
 
     /// `mkportable ARGS`.
@@ -149,8 +167,11 @@ fn squash_writes_an_image_and_a_summary() {
     let run = dir.mkportable("squash src out.img");
     run.succeeds();
     assert!(run.stdout.is_empty(), "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
     assert!(
-        run.stderr.starts_with("wrote `out.img`: 3 files,") && run.stderr.lines().count() == 1,
+        lines.len() == 2
+            && lines[0].starts_with("wrote `out.img`: 3 files,")
+            && lines[1].starts_with("cache: 0 of "),
         "{run:?}"
     );
     let want = Superblock {
@@ -379,10 +400,8 @@ fn interrupt_or_termination_leaves_nothing_behind() {
     dir.write("big/data", &data);
     fs::create_dir(dir.path("out")).unwrap();
     for signal in ["-INT", "-TERM"] {
-        let mut child = Command::new(BIN)
-            .args(["squash", "--threads", "1", "big", "out/big.img"])
-            .current_dir(dir.path("."))
-            .env_remove("SOURCE_DATE_EPOCH")
+        let mut child = dir
+            .command(Path::new(BIN), "squash --threads 1 big out/big.img")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -445,11 +464,12 @@ fn build_writes_name_version_raw_and_a_summary() {
     let run = dir.mkportable("build demo.toml -o out");
     run.succeeds();
     assert!(run.stdout.is_empty(), "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
     assert!(
-        run.stderr
-            .starts_with("wrote `out/demo_1.0.raw`: 8 files (0 store paths), ")
-            && run.stderr.contains(", duplicates saved 4.9 KiB, ")
-            && run.stderr.lines().count() == 1,
+        lines.len() == 2
+            && lines[0].starts_with("wrote `out/demo_1.0.raw`: 8 files (0 store paths), ")
+            && lines[0].contains(", duplicates saved 4.9 KiB, ")
+            && lines[1].starts_with("cache: 0 of "),
         "{run:?}"
     );
     let want = Superblock {
@@ -622,4 +642,273 @@ fn closure_prints_sorted_store_paths() {
         )
     );
     assert_eq!(dir.mkportable("closure").code, Some(2));
+}
+
+/// The number after `"key":` in a one-line JSON report.
+fn json_u64(line: &str, key: &str) -> u64 {
+    let pat = format!("\"{key}\":");
+    let at = line
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no `{key}` in {line}"))
+        + pat.len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("`{key}` is not a number in {line}"))
+}
+
+#[test]
+fn cache_is_on_by_default_and_changes_no_byte() {
+    let dir = Dir::new();
+    dir.write("src/big", &[3; 300_000]);
+    let run = dir.mkportable("squash --json src cold.img");
+    let cold = run.succeeds().stdout.trim_end().to_string();
+    assert!(run.stderr.is_empty(), "{run:?}");
+    assert!(dir.default_cache().is_dir(), "no cache in $XDG_CACHE_HOME");
+    assert!(json_u64(&cold, "entries_written") > 0, "{cold}");
+
+    let run = dir.mkportable("squash --json --threads 1 src warm.img");
+    let warm = run.succeeds().stdout.trim_end().to_string();
+    assert_eq!(
+        (
+            json_u64(&warm, "block_misses"),
+            json_u64(&warm, "fragment_misses")
+        ),
+        (0, 0),
+        "{warm}"
+    );
+    assert!(json_u64(&warm, "block_hits") > 0, "{warm}");
+    assert!(warm.ends_with(r#","warning":null}}"#), "{warm}");
+
+    let run = dir.mkportable("squash --json --no-cache src none.img");
+    assert!(
+        run.succeeds()
+            .stdout
+            .trim_end()
+            .ends_with(r#","cache":null}"#),
+        "{run:?}"
+    );
+    let image = fs::read(dir.path("none.img")).unwrap();
+    assert_eq!(fs::read(dir.path("cold.img")).unwrap(), image);
+    assert_eq!(fs::read(dir.path("warm.img")).unwrap(), image);
+
+    // The summary's second line says what was reused.
+    let run = dir.mkportable("squash src summary.img");
+    let lines: Vec<&str> = run.succeeds().stderr.lines().collect();
+    let hits = json_u64(&warm, "block_hits") + json_u64(&warm, "fragment_hits");
+    assert_eq!(lines.len(), 2, "{run:?}");
+    assert!(
+        lines[1].starts_with(&format!("cache: {hits} of {hits} blocks reused")),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn cache_flag_stats_and_clear() {
+    let dir = Dir::new();
+    dir.mkportable("squash -q --cache my-cache --cache-size 10M src a.img")
+        .succeeds();
+    assert!(!dir.default_cache().exists(), "--cache names the folder");
+    assert!(dir.path("my-cache").is_dir());
+
+    let run = dir.mkportable("cache stats --cache my-cache --json");
+    let line = run.succeeds().stdout.trim_end().to_string();
+    assert!(
+        line.starts_with(r#"{"type":"cache-stats","version":1,"folder":"my-cache","entries":"#),
+        "{line}"
+    );
+    let entries = json_u64(&line, "entries");
+    assert!(entries > 0 && json_u64(&line, "bytes") > 0, "{line}");
+    let run = dir.mkportable("cache stats --cache my-cache");
+    let text = &run.succeeds().stdout;
+    assert!(
+        text.starts_with("folder:       my-cache\nentries:      ")
+            && text.contains("\nbytes:        ")
+            && text.contains("\nrecord bytes: "),
+        "{run:?}"
+    );
+
+    let run = dir.mkportable("cache clear --cache my-cache");
+    assert!(
+        run.succeeds()
+            .stderr
+            .starts_with(&format!("cleared `my-cache`: removed {entries} entries (")),
+        "{run:?}"
+    );
+    let run = dir.mkportable("cache stats --cache my-cache --json");
+    assert_eq!(json_u64(&run.succeeds().stdout, "entries"), 0, "{run:?}");
+    assert_eq!(json_u64(&run.stdout, "bytes"), 0, "{run:?}");
+
+    // A folder that does not exist yet is an empty cache; nothing is created.
+    let run = dir.mkportable("cache stats --json");
+    let want = format!(
+        r#"{{"type":"cache-stats","version":1,"folder":"{}","entries":0,"bytes":0,"record_bytes":0}}"#,
+        dir.default_cache().display()
+    );
+    assert_eq!(run.succeeds().stdout.trim_end(), want);
+    assert!(dir
+        .mkportable("cache clear")
+        .succeeds()
+        .stderr
+        .starts_with("cleared `"));
+    assert!(!dir.default_cache().exists());
+}
+
+#[test]
+fn cache_errors() {
+    let dir = Dir::new();
+    dir.write("a-file", b"x");
+    let cases = [
+        ("squash --cache-size 5X src out.img", 1, "error: invalid value '5X' for '--cache-size <SIZE>': expected bytes, or a number with a K, M, G or T suffix (binary units), e.g. 5G"),
+        ("build --cache-size 1.5G demo.toml", 1, "error: invalid value '1.5G' for '--cache-size <SIZE>': expected bytes"),
+        ("squash --cache-size 0 src out.img", 1, "error: invalid value '0' for '--cache-size <SIZE>': the cache needs at least 1 byte (--no-cache turns it off)"),
+        ("squash --cache-size 99999999T src out.img", 1, "error: invalid value '99999999T' for '--cache-size <SIZE>': `99999999T` is more than"),
+        ("squash src out.img --cache-size", 2, "error: a value is required for '--cache-size <SIZE>'"),
+        ("squash --no-cache --cache c src out.img", 2, "error: the argument '--no-cache' cannot be used with '--cache <DIR>'"),
+        ("build --no-cache --trust-stat demo.toml", 2, "error: the argument '--no-cache' cannot be used with '--trust-stat'"),
+        ("mksquashfs src out.img -noappend --cache c", 2, "error: unsupported mksquashfs option `--cache`"),
+        ("cache", 2, "error: "),
+        ("cache stats --frob", 2, "error: unexpected argument '--frob' found"),
+        ("cache stats --cache a-file", 1, "error: reading the cache `a-file`: not a directory"),
+        ("cache clear --cache a-file", 1, "error: clearing the cache `a-file`: not a directory"),
+    ];
+    for (args, code, want) in cases {
+        let run = dir.mkportable(args);
+        if args == "cache" {
+            // clap prints the subcommand's help, on stdout or stderr.
+            assert_eq!(run.code, Some(code), "{run:?}");
+            continue;
+        }
+        assert!(run.fails(code).starts_with(want), "{args}: {run:?}");
+    }
+    assert_eq!(dir.ls("."), ["a-file", "src"]);
+
+    // Without XDG_CACHE_HOME and HOME there is no default folder.
+    let mut cmd = dir.command(Path::new(BIN), "cache stats");
+    cmd.env_remove("XDG_CACHE_HOME").env_remove("HOME");
+    assert_eq!(
+        finished(cmd.output().unwrap()).fails(2),
+        "error: no cache folder: neither XDG_CACHE_HOME nor HOME is set (--cache DIR names one)"
+    );
+    // ... and a build goes without a cache.
+    let mut cmd = dir.command(Path::new(BIN), "squash --json src out.img");
+    cmd.env_remove("XDG_CACHE_HOME").env_remove("HOME");
+    let run = finished(cmd.output().unwrap());
+    assert!(
+        run.succeeds()
+            .stdout
+            .trim_end()
+            .ends_with(r#","cache":null}"#),
+        "{run:?}"
+    );
+    // $HOME/.cache/mkportable without XDG_CACHE_HOME.
+    let mut cmd = dir.command(Path::new(BIN), "squash -q src home.img");
+    cmd.env_remove("XDG_CACHE_HOME")
+        .env("HOME", dir.path("home"));
+    finished(cmd.output().unwrap()).succeeds();
+    assert!(dir.path("home/.cache/mkportable").is_dir());
+}
+
+#[test]
+fn mksquashfs_personality_has_no_cache() {
+    let dir = Dir::new();
+    let run = dir.run_program(&dir.mksquashfs(), "src out.img -noappend -quiet");
+    assert!(run.succeeds().stderr.is_empty(), "{run:?}");
+    dir.mkportable("mksquashfs src out2.img -noappend -quiet")
+        .succeeds();
+    assert!(
+        !dir.default_cache().exists(),
+        "the personality used a cache"
+    );
+}
+
+#[test]
+fn unusable_cache_warns_once_and_builds_the_same_image() {
+    let dir = Dir::new();
+    dir.write("not-a-folder", b"x");
+    dir.mkportable("squash -q --no-cache src cold.img")
+        .succeeds();
+    let cold = fs::read(dir.path("cold.img")).unwrap();
+    for (args, image) in [
+        ("squash -q --cache not-a-folder src q.img", "q.img"),
+        ("squash --cache not-a-folder src s.img", "s.img"),
+        ("squash --json --cache not-a-folder src j.img", "j.img"),
+    ] {
+        let run = dir.mkportable(args);
+        run.succeeds();
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("warning"))
+            .collect();
+        assert!(
+            warnings.len() == 1 && warnings[0].starts_with("mkportable: warning: "),
+            "{args}: {run:?}"
+        );
+        if args.contains("--json") {
+            assert!(run.stderr.lines().count() == 1, "{args}: {run:?}");
+            assert!(
+                run.stdout.contains(r#","warning":""#),
+                "the JSON lacks the warning: {run:?}"
+            );
+        }
+        if args.contains("-q ") {
+            assert!(run.stderr.lines().count() == 1, "{args}: {run:?}");
+        }
+        assert_eq!(fs::read(dir.path(image)).unwrap(), cold, "{args}");
+    }
+    assert_eq!(fs::read(dir.path("not-a-folder")).unwrap(), b"x");
+}
+
+#[test]
+fn build_takes_the_cache_flags() {
+    let dir = Dir::new();
+    write_demo_spec(&dir);
+    // Files changed in the last 2 s before a build are read, not recorded.
+    std::thread::sleep(Duration::from_secs(3));
+    let run = dir.mkportable("build demo.toml -o a --json --cache c --trust-stat");
+    assert!(
+        json_u64(&run.succeeds().stdout, "entries_written") > 0,
+        "{run:?}"
+    );
+    let run = dir.mkportable("build demo.toml -o b --json --cache c --trust-stat");
+    let line = run.succeeds().stdout.trim_end().to_string();
+    assert!(json_u64(&line, "files_not_read") > 0, "{line}");
+    assert_eq!(json_u64(&line, "block_misses"), 0, "{line}");
+    assert!(line.contains(r#""seconds":"#) && line.ends_with(r#","warning":null}}"#));
+    let run = dir.mkportable("build demo.toml -o c --json --no-cache");
+    assert!(run
+        .succeeds()
+        .stdout
+        .trim_end()
+        .ends_with(r#","cache":null}"#));
+    let image = fs::read(dir.path("c/demo_1.0.raw")).unwrap();
+    assert_eq!(fs::read(dir.path("a/demo_1.0.raw")).unwrap(), image);
+    assert_eq!(fs::read(dir.path("b/demo_1.0.raw")).unwrap(), image);
+    assert!(!dir.default_cache().exists());
+}
+
+#[test]
+fn help_says_what_trust_stat_trusts() {
+    let run = Dir::new().mkportable("squash --help");
+    let help = run
+        .succeeds()
+        .stdout
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for part in [
+        "--cache <DIR>",
+        "--no-cache",
+        "--cache-size <SIZE>",
+        "device, inode, size, mtime and ctime (in nanoseconds)",
+        "restoring a filesystem snapshot",
+    ] {
+        assert!(help.contains(part), "squash --help lacks `{part}`");
+    }
+    let run = Dir::new().mkportable("build --help");
+    assert!(run.succeeds().stdout.contains("--trust-stat"), "{run:?}");
 }
