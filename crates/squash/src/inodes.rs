@@ -1,11 +1,14 @@
-//! The inode and directory tables (§7–§9 of the format notes), written in one
-//! post-order pass so every reference points into a block whose position is
-//! already known: a directory's children first, then its listing, then its inode.
+//! The inode and directory tables (§7–§9 of the format notes), laid out in one
+//! post-order pass: a directory's children first, then its listing, then its
+//! inode. So every reference points back, into a block laid out before (or
+//! being laid out), and [`meta::encode_linked`] can compress both tables in
+//! parallel and fill in the block starts the references need afterwards.
 
 use std::collections::BTreeMap;
 
+use crate::compress::Compressor;
 use crate::data::{FileData, NO_FRAGMENT};
-use crate::meta::{MetaPos, MetaWriter, METADATA_SIZE};
+use crate::meta::{self, put_link, Link, MetaPos, MetaWriter, METADATA_SIZE};
 use crate::{InodeId, Kind, Tree};
 
 /// `xattr_idx` of an inode without xattrs.
@@ -49,45 +52,58 @@ struct Pass<'a> {
     info: &'a [InodeInfo],
     files: &'a [FileData],
     block_size: u64,
-    inodes: MetaWriter<'a>,
-    dirs: MetaWriter<'a>,
-    written: Vec<Option<u64>>,
-    refs_by_number: Vec<u64>,
+    /// Links point into `dirs`.
+    inodes: MetaWriter,
+    /// Links point into `inodes`.
+    dirs: MetaWriter,
+    written: Vec<Option<MetaPos>>,
+    pos_by_number: Vec<MetaPos>,
 }
 
-/// Writes the inode and directory tables of `tree`.
+/// Writes the inode and directory tables of `tree`, compressing their blocks
+/// on `pool`.
 pub(crate) fn write_tables(
     tree: &Tree,
     info: &[InodeInfo],
     files: &[FileData],
     block_size: u32,
-    comp: &crate::compress::Compressor,
+    comp: &Compressor,
+    pool: &rayon::ThreadPool,
 ) -> Tables {
+    let start = MetaPos {
+        block: 0,
+        offset: 0,
+    };
     let mut pass = Pass {
         tree,
         info,
         files,
         block_size: u64::from(block_size),
-        inodes: MetaWriter::new(comp),
-        dirs: MetaWriter::new(comp),
+        inodes: MetaWriter::new(),
+        dirs: MetaWriter::new(),
         written: vec![None; tree.len()],
-        refs_by_number: vec![0; tree.len()],
+        pos_by_number: vec![start; tree.len()],
     };
     let root = tree.root();
     let root_parent = tree.len() as u32 + 1;
-    let root_ref = pass.write_dir(root, root_parent);
+    let root_pos = pass.write_dir(root, root_parent);
+    let [inode_table, dir_table] = meta::encode_linked(comp, pool, [pass.inodes, pass.dirs]);
     Tables {
-        inode_table: pass.inodes.finish(),
-        dir_table: pass.dirs.finish(),
-        root_ref,
-        refs_by_number: pass.refs_by_number,
+        root_ref: inode_table.to_ref(root_pos),
+        refs_by_number: pass
+            .pos_by_number
+            .iter()
+            .map(|pos| inode_table.to_ref(*pos))
+            .collect(),
+        inode_table: inode_table.into_bytes(),
+        dir_table: dir_table.into_bytes(),
     }
 }
 
 /// One directory entry as the listing needs it.
 struct Entry<'t> {
     name: &'t [u8],
-    inode_ref: u64,
+    inode: MetaPos,
     number: u32,
     basic_type: u16,
 }
@@ -95,12 +111,14 @@ struct Entry<'t> {
 /// A directory index entry (§8.5).
 struct IndexEntry {
     index: u32,
-    start_block: u32,
+    /// The directory block holding the header.
+    block: u32,
     name: Vec<u8>,
 }
 
 impl<'a> Pass<'a> {
-    fn write_dir(&mut self, dir: InodeId, parent_number: u32) -> u64 {
+    /// Writes the subtree of `dir` and returns where its inode is.
+    fn write_dir(&mut self, dir: InodeId, parent_number: u32) -> MetaPos {
         let tree = self.tree;
         let entries: &BTreeMap<Vec<u8>, InodeId> = tree
             .entries(dir)
@@ -108,7 +126,7 @@ impl<'a> Pass<'a> {
         let own_number = self.info[dir.index()].number;
         let mut listing = Vec::with_capacity(entries.len());
         for (name, &child) in entries {
-            let inode_ref = match tree.kind(child) {
+            let inode = match tree.kind(child) {
                 Kind::Dir(_) => self.write_dir(child, own_number),
                 _ => match self.written[child.index()] {
                     Some(r) => r,
@@ -117,7 +135,7 @@ impl<'a> Pass<'a> {
             };
             listing.push(Entry {
                 name,
-                inode_ref,
+                inode,
                 number: self.info[child.index()].number,
                 basic_type: basic_type(tree.kind(child)),
             });
@@ -129,32 +147,33 @@ impl<'a> Pass<'a> {
         let info = &self.info[dir.index()];
         let r = self.inodes.pos();
         let mut buf = Vec::with_capacity(64);
+        let mut links = Vec::with_capacity(1 + index.len());
         let extended =
             info.xattr != NO_XATTR || file_size > u32::from(u16::MAX) || !index.is_empty();
         if extended {
             header(&mut buf, 8, info);
             put32(&mut buf, info.nlink);
             put32(&mut buf, file_size);
-            put32(&mut buf, start.block as u32);
+            put_link(&mut buf, &mut links, start.block);
             put32(&mut buf, parent_number);
             put16(&mut buf, index.len() as u16);
             put16(&mut buf, start.offset);
             put32(&mut buf, info.xattr);
             for entry in &index {
                 put32(&mut buf, entry.index);
-                put32(&mut buf, entry.start_block);
+                put_link(&mut buf, &mut links, entry.block);
                 put32(&mut buf, entry.name.len() as u32 - 1);
                 buf.extend_from_slice(&entry.name);
             }
         } else {
             header(&mut buf, 1, info);
-            put32(&mut buf, start.block as u32);
+            put_link(&mut buf, &mut links, start.block);
             put32(&mut buf, info.nlink);
             put16(&mut buf, file_size as u16);
             put16(&mut buf, start.offset);
             put32(&mut buf, parent_number);
         }
-        self.emit_inode(dir, r, &buf)
+        self.emit_inode(dir, r, &buf, &links)
     }
 
     /// Appends a directory listing to the directory stream, cutting it into runs
@@ -177,20 +196,20 @@ impl<'a> Pass<'a> {
                 );
                 index.push(IndexEntry {
                     index: len,
-                    start_block: pos.block as u32,
+                    block: pos.block,
                     name: first.name.to_vec(),
                 });
                 indexed_at = len;
                 index_next = false;
             }
-            let block = first.inode_ref >> 16;
+            let block = first.inode.block;
             let base = first.number;
             let mut n = 0;
             let mut run_len = 12u32;
             while i + n < entries.len() && n < 256 {
                 let e = &entries[i + n];
                 let delta = i64::from(e.number) - i64::from(base);
-                if e.inode_ref >> 16 != block || !(-32768..=32767).contains(&delta) {
+                if e.inode.block != block || !(-32768..=32767).contains(&delta) {
                     break;
                 }
                 let entry_len = 8 + e.name.len() as u32;
@@ -202,11 +221,12 @@ impl<'a> Pass<'a> {
                 n += 1;
             }
             let mut buf = Vec::with_capacity(run_len as usize);
+            let mut links = Vec::with_capacity(1);
             put32(&mut buf, n as u32 - 1);
-            put32(&mut buf, block as u32);
+            put_link(&mut buf, &mut links, block);
             put32(&mut buf, base);
             for e in &entries[i..i + n] {
-                put16(&mut buf, (e.inode_ref & 0xffff) as u16);
+                put16(&mut buf, e.inode.offset);
                 put16(
                     &mut buf,
                     (i64::from(e.number) - i64::from(base)) as i16 as u16,
@@ -215,14 +235,14 @@ impl<'a> Pass<'a> {
                 put16(&mut buf, e.name.len() as u16 - 1);
                 buf.extend_from_slice(e.name);
             }
-            self.dirs.write(&buf);
+            self.dirs.write_linked(&buf, &links);
             len += buf.len() as u32;
             i += n;
         }
         (len, index)
     }
 
-    fn write_leaf(&mut self, id: InodeId) -> u64 {
+    fn write_leaf(&mut self, id: InodeId) -> MetaPos {
         let info = &self.info[id.index()];
         let r = self.inodes.pos();
         let mut buf = Vec::with_capacity(64);
@@ -300,15 +320,14 @@ impl<'a> Pass<'a> {
                 }
             }
         }
-        self.emit_inode(id, r, &buf)
+        self.emit_inode(id, r, &buf, &[])
     }
 
-    fn emit_inode(&mut self, id: InodeId, at: MetaPos, bytes: &[u8]) -> u64 {
-        self.inodes.write(bytes);
-        let r = at.to_ref();
-        self.written[id.index()] = Some(r);
-        self.refs_by_number[self.info[id.index()].number as usize - 1] = r;
-        r
+    fn emit_inode(&mut self, id: InodeId, at: MetaPos, bytes: &[u8], links: &[Link]) -> MetaPos {
+        self.inodes.write_linked(bytes, links);
+        self.written[id.index()] = Some(at);
+        self.pos_by_number[self.info[id.index()].number as usize - 1] = at;
+        at
     }
 }
 

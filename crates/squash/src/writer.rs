@@ -29,7 +29,7 @@ pub struct Report {
     pub inodes: u64,
     /// Regular files (hard links count once).
     pub files: u64,
-    /// Bytes of file contents read.
+    /// Bytes of file contents packed (read, or known from the cache without reading).
     pub bytes_in: u64,
     /// Bytes of the image, padding included.
     pub bytes_written: u64,
