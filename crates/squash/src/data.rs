@@ -187,7 +187,39 @@ impl<'a, W: Write> DataWriter<'a, W> {
 
     /// Stores one file's contents; returns the index of its [`FileData`]
     /// (shared with an earlier identical file when deduplicating).
-    pub(crate) fn add_file(&mut self, source: &FileSource, size: u64) -> Result<usize, Error> {
+    /// Reads and hashes, in parallel on the pool, the small files among
+    /// `files` that [`DataWriter::add_file`] would read (not those the cache
+    /// knows by fingerprint); the others get `None`. Hand each result to
+    /// `add_file` with its file, in order.
+    pub(crate) fn read_ahead(&self, files: &[(&FileSource, u64)]) -> Vec<ReadAhead> {
+        use rayon::prelude::*;
+        let bs = self.opts.block_size as u64;
+        let cache = self.cache.as_ref().map(|(c, _)| &**c);
+        self.pool.install(|| {
+            files
+                .par_iter()
+                .map(|&(source, size)| {
+                    if size == 0 || size >= bs {
+                        return None;
+                    }
+                    if let (Some(cache), FileSource::Host { stat: Some(fp), .. }) = (cache, source)
+                    {
+                        if fp.size == size && cache.trusted_hashes(fp, bs as u32).is_some() {
+                            return None;
+                        }
+                    }
+                    Some(read_small(source, size))
+                })
+                .collect()
+        })
+    }
+
+    pub(crate) fn add_file(
+        &mut self,
+        source: &FileSource,
+        size: u64,
+        ahead: ReadAhead,
+    ) -> Result<usize, Error> {
         self.check_cancel()?;
         if size == 0 {
             self.files.push(FileData {
@@ -210,7 +242,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
             cache.0.not_read(size);
         }
         let stored = if size < u64::from(bs) {
-            self.add_small(source, size, known)
+            self.add_small(source, size, known, ahead)
         } else {
             self.add_large(source, size, known)
         }?;
@@ -227,6 +259,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
         source: &FileSource,
         size: u64,
         known: Option<BlockHashes>,
+        ahead: ReadAhead,
     ) -> Result<(usize, Option<BlockHashes>), Error> {
         let (piece, hash, read) = match known {
             Some(hashes) => {
@@ -240,15 +273,9 @@ impl<'a, W: Write> DataWriter<'a, W> {
                 (piece, hash, None)
             }
             None => {
-                let mut content = Vec::with_capacity(size as usize);
-                read_exact_size(source, size, |chunk| {
-                    content.extend_from_slice(chunk);
-                    Ok(())
-                })?;
-                let hash = if is_zero(&content) {
-                    ZERO
-                } else {
-                    *blake3::hash(&content).as_bytes()
+                let (content, hash) = match ahead {
+                    Some(done) => done?,
+                    None => read_small(source, size)?,
                 };
                 (
                     Piece::Bytes(content),
@@ -557,6 +584,24 @@ impl<'a, W: Write> DataWriter<'a, W> {
             dedup_saved: self.dedup_saved,
         })
     }
+}
+
+/// A small file's content and hash, read ahead of its turn (`None`: not read ahead).
+pub(crate) type ReadAhead = Option<Result<(Vec<u8>, [u8; 32]), Error>>;
+
+/// Reads a file smaller than a block and hashes it (`ZERO` when all zero).
+fn read_small(source: &FileSource, size: u64) -> Result<(Vec<u8>, [u8; 32]), Error> {
+    let mut content = Vec::with_capacity(size as usize);
+    read_exact_size(source, size, |chunk| {
+        content.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    let hash = if is_zero(&content) {
+        ZERO
+    } else {
+        *blake3::hash(&content).as_bytes()
+    };
+    Ok((content, hash))
 }
 
 /// A pool job: the block's bytes in the image and whether they are raw, from

@@ -21,6 +21,10 @@ use crate::{Error, InodeId, Kind, Options, Tree};
 
 const INVALID: u64 = u64::MAX;
 const SUPERBLOCK_SIZE: usize = 96;
+/// Small files read ahead in parallel hold at most this many bytes at once…
+const READ_AHEAD_BYTES: u64 = 8 << 20;
+/// …and number at most this many.
+const READ_AHEAD_FILES: usize = 1024;
 
 /// What a write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -320,11 +324,39 @@ fn write_inner<W: Write + Seek>(
         options.cache.clone(),
         out,
     );
-    let mut n_files = 0u64;
-    for &id in &prepared.preorder {
-        if let Kind::File { source, size } = tree.kind(id) {
-            n_files += 1;
-            prepared.info[id.index()].data = Some(data.add_file(source, *size)?);
+    // Files in pre-order, in batches whose small files are read and hashed
+    // ahead in parallel (at most READ_AHEAD_BYTES of them held at once).
+    let files: Vec<(InodeId, &crate::FileSource, u64)> = prepared
+        .preorder
+        .iter()
+        .filter_map(|&id| match tree.kind(id) {
+            Kind::File { source, size } => Some((id, source, *size)),
+            _ => None,
+        })
+        .collect();
+    let n_files = files.len() as u64;
+    let mut rest = &files[..];
+    while !rest.is_empty() {
+        let mut held = 0u64;
+        let n = rest
+            .iter()
+            .position(|&(_, _, size)| {
+                if size < u64::from(block_size) {
+                    held += size;
+                }
+                held > READ_AHEAD_BYTES
+            })
+            .unwrap_or(rest.len())
+            .clamp(1, READ_AHEAD_FILES);
+        let (batch, later) = rest.split_at(n);
+        rest = later;
+        let sources: Vec<(&crate::FileSource, u64)> = batch
+            .iter()
+            .map(|&(_, source, size)| (source, size))
+            .collect();
+        let ahead = data.read_ahead(&sources);
+        for (&(id, source, size), ahead) in batch.iter().zip(ahead) {
+            prepared.info[id.index()].data = Some(data.add_file(source, size, ahead)?);
         }
     }
     let DataArea {
