@@ -44,7 +44,9 @@ pub struct CacheArgs {
     #[arg(long, value_name = "SIZE", value_parser = cache_size, help_heading = "Cache")]
     cache_size: Option<u64>,
     /// Do not read a file whose device, inode, size, mtime and ctime (in
-    /// nanoseconds) all match the last build: reuse its hashes from the cache.
+    /// nanoseconds) all match an earlier build with --trust-stat (which records
+    /// them): reuse its hashes from the cache. Files changed in the last two
+    /// seconds before a build are not recorded (file times are coarse).
     /// Safe for the Nix store and for normal writes, which always change ctime.
     /// Do not use it where something can rewrite files and restore their ctime
     /// (restoring a filesystem snapshot, for example).
