@@ -22,9 +22,9 @@ use crate::{Error, InodeId, Kind, Options, Tree};
 const INVALID: u64 = u64::MAX;
 const SUPERBLOCK_SIZE: usize = 96;
 /// Small files read ahead in parallel hold at most this many bytes at once…
-const READ_AHEAD_BYTES: u64 = 8 << 20;
+const READ_AHEAD_BYTES: u64 = 1 << 20;
 /// …and number at most this many.
-const READ_AHEAD_FILES: usize = 1024;
+const READ_AHEAD_FILES: usize = 256;
 
 /// What a write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -337,14 +337,15 @@ fn write_inner<W: Write + Seek>(
     let n_files = files.len() as u64;
     let mut rest = &files[..];
     while !rest.is_empty() {
+        // A batch is a run of small files, or one large file: a large file is
+        // read before any file after it, as in tree order.
+        let small = |size: u64| size < u64::from(block_size);
         let mut held = 0u64;
         let n = rest
             .iter()
             .position(|&(_, _, size)| {
-                if size < u64::from(block_size) {
-                    held += size;
-                }
-                held > READ_AHEAD_BYTES
+                held += size;
+                !small(size) || held > READ_AHEAD_BYTES
             })
             .unwrap_or(rest.len())
             .clamp(1, READ_AHEAD_FILES);
