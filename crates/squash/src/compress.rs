@@ -22,7 +22,7 @@
 //! A block is kept compressed only when that is strictly smaller than the
 //! input; otherwise the caller stores it raw, as mksquashfs does.
 
-use liblzma::stream::{Action, Check, Filters, LzmaOptions, Status, Stream};
+mod xz;
 
 use crate::Error;
 
@@ -270,16 +270,16 @@ impl BcjFilter {
         }
     }
 
-    /// Appends this filter to an xz filter chain (it must come before LZMA2).
-    fn push_to(self, chain: &mut Filters) {
+    /// liblzma's id of this filter (it goes before LZMA2 in the chain).
+    fn lzma_id(self) -> u64 {
         match self {
-            BcjFilter::X86 => chain.x86(),
-            BcjFilter::PowerPc => chain.powerpc(),
-            BcjFilter::Ia64 => chain.ia64(),
-            BcjFilter::Arm => chain.arm(),
-            BcjFilter::ArmThumb => chain.arm_thumb(),
-            BcjFilter::Sparc => chain.sparc(),
-        };
+            BcjFilter::X86 => liblzma_sys::LZMA_FILTER_X86,
+            BcjFilter::PowerPc => liblzma_sys::LZMA_FILTER_POWERPC,
+            BcjFilter::Ia64 => liblzma_sys::LZMA_FILTER_IA64,
+            BcjFilter::Arm => liblzma_sys::LZMA_FILTER_ARM,
+            BcjFilter::ArmThumb => liblzma_sys::LZMA_FILTER_ARMTHUMB,
+            BcjFilter::Sparc => liblzma_sys::LZMA_FILTER_SPARC,
+        }
     }
 }
 
@@ -547,33 +547,18 @@ fn zstd(input: &[u8], level: i32) -> Option<Vec<u8>> {
 
 /// An `.xz` stream of `input` (CRC32 check, preset 6 with an LZMA2 dictionary
 /// of `dict_size` bytes, `bcj` in front), if shorter than `limit` bytes.
+///
+/// The single-threaded stream encoder (the multithreaded one lays out the
+/// container differently), reused per thread (see [`xz`]). The kernel decodes
+/// only CRC32 or no check (liblzma's default is CRC64).
 fn xz(input: &[u8], dict_size: u32, bcj: Option<BcjFilter>, limit: usize) -> Option<Vec<u8>> {
-    let mut lzma2 = LzmaOptions::new_preset(XZ_PRESET).expect("preset 6 exists");
-    lzma2.dict_size(dict_size);
-    let mut chain = Filters::new();
-    if let Some(filter) = bcj {
-        filter.push_to(&mut chain);
-    }
-    chain.lzma2(&lzma2);
-    // The single-threaded encoder: the multithreaded one lays out the container
-    // differently. The kernel decodes only CRC32 or no check (liblzma's default
-    // is CRC64).
-    let mut encoder = Stream::new_stream_encoder(&chain, Check::Crc32)
-        .expect("BCJ then LZMA2 with a dictionary of at least 4 KiB (the smallest block) is valid");
-    let mut output = Vec::with_capacity(limit.saturating_sub(1));
-    loop {
-        let consumed = encoder.total_in() as usize;
-        let status = encoder
-            .process_vec(&input[consumed..], &mut output, Action::Finish)
-            .expect("xz encoding cannot fail once the encoder is set up");
-        match status {
-            Status::StreamEnd => break,
-            Status::Ok | Status::GetCheck if output.len() < output.capacity() => continue,
-            // Out of room, or no progress possible.
-            Status::Ok | Status::GetCheck | Status::MemNeeded => return None,
-        }
-    }
-    (output.len() < limit).then_some(output)
+    xz::compress(
+        input,
+        XZ_PRESET,
+        dict_size,
+        bcj.map(BcjFilter::lzma_id),
+        limit,
+    )
 }
 
 /// Whether xz settings differ from mksquashfs's defaults, so the image needs
@@ -708,6 +693,8 @@ fn is_xz_header_size(bytes: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use liblzma::stream::{Action, Check, Filters, LzmaOptions, Status, Stream};
+
     use super::*;
 
     /// The `Debug` form of a value, or the error's user-facing text.
@@ -1401,6 +1388,74 @@ mod tests {
             &exe[start..start + 131072],
             None,
         );
+    }
+
+    /// The safe crate's way: a fresh encoder per stream.
+    fn fresh_xz(input: &[u8], dict_size: u32, bcj: Option<BcjFilter>) -> Vec<u8> {
+        let mut lzma2 = LzmaOptions::new_preset(XZ_PRESET).unwrap();
+        lzma2.dict_size(dict_size);
+        let mut chain = Filters::new();
+        match bcj {
+            None => {}
+            Some(BcjFilter::X86) => drop(chain.x86()),
+            Some(BcjFilter::PowerPc) => drop(chain.powerpc()),
+            Some(BcjFilter::Ia64) => drop(chain.ia64()),
+            Some(BcjFilter::Arm) => drop(chain.arm()),
+            Some(BcjFilter::ArmThumb) => drop(chain.arm_thumb()),
+            Some(BcjFilter::Sparc) => drop(chain.sparc()),
+        }
+        chain.lzma2(&lzma2);
+        let mut encoder = Stream::new_stream_encoder(&chain, Check::Crc32).unwrap();
+        let mut output = Vec::with_capacity(2 * input.len() + 1024);
+        let status = encoder
+            .process_vec(input, &mut output, Action::Finish)
+            .unwrap();
+        assert_eq!(status, Status::StreamEnd);
+        output
+    }
+
+    #[test]
+    fn reused_xz_encoders_give_the_bytes_of_fresh_ones() {
+        let exe = std::fs::read("/proc/self/exe").expect("read the test binary");
+        let code = &exe[exe.len() / 3..exe.len() / 3 + 200_000];
+        let inputs: [(&str, Vec<u8>); 4] = [
+            ("text", compressible(300_000)),
+            ("code", code.to_vec()),
+            ("random", random(70_000)),
+            ("short", b"x".to_vec()),
+        ];
+        // Settings interleaved on one thread, with abandoned streams (a limit
+        // too small) in between: every stream must start from a full reset.
+        let settings = [
+            (1 << 20, None),
+            (8192, None),
+            (1 << 20, Some(BcjFilter::X86)),
+            (65536, Some(BcjFilter::Arm)),
+            (1 << 20, None),
+        ];
+        for round in 0..2 {
+            for &(dict_size, bcj) in &settings {
+                for (name, input) in &inputs {
+                    let expect = fresh_xz(input, dict_size, bcj);
+                    let what = format!("{name}, dict {dict_size}, {bcj:?}, round {round}");
+                    // Abandoned half-way: no room.
+                    assert_eq!(xz(input, dict_size, bcj, 40), None, "{what}");
+                    let unlimited = 2 * input.len() + 1024;
+                    assert_eq!(
+                        xz(input, dict_size, bcj, unlimited).as_deref(),
+                        Some(&expect[..]),
+                        "{what}"
+                    );
+                    // The limit is exclusive.
+                    assert_eq!(xz(input, dict_size, bcj, expect.len()), None, "{what}");
+                    assert_eq!(
+                        xz(input, dict_size, bcj, expect.len() + 1).as_deref(),
+                        Some(&expect[..]),
+                        "{what}"
+                    );
+                }
+            }
+        }
     }
 
     // ------------------------------------------------------------ concurrency

@@ -43,6 +43,7 @@ impl Tree {
                 let mut tree = Tree::new(metadata_of(single, &meta)?);
                 let root = tree.root();
                 tree.graft_children(root, single)?;
+                tree.shrink_to_fit();
                 return Ok(tree);
             }
         }
@@ -64,6 +65,7 @@ impl Tree {
             }
             tree.graft_entry(root, &name, source)?;
         }
+        tree.shrink_to_fit();
         Ok(tree)
     }
 
@@ -94,7 +96,9 @@ impl Tree {
                 None => self.insert(parent, comp, Kind::Dir(BTreeMap::new()), dir_meta.clone())?,
             };
         }
-        self.graft_entry(parent, name, host.as_ref())
+        let id = self.graft_entry(parent, name, host.as_ref())?;
+        self.shrink_to_fit();
+        Ok(id)
     }
 
     fn graft_entry(&mut self, parent: InodeId, name: &[u8], host: &Path) -> Result<InodeId, Error> {

@@ -85,24 +85,41 @@ pub struct Fingerprint {
     pub ino: u64,
     /// `st_size`.
     pub size: u64,
-    /// `st_mtime` in nanoseconds since the epoch.
-    pub mtime_ns: i128,
-    /// `st_ctime` in nanoseconds since the epoch.
-    pub ctime_ns: i128,
+    /// `st_mtime`: whole seconds since the epoch…
+    pub mtime_sec: i64,
+    /// `st_ctime`: whole seconds since the epoch…
+    pub ctime_sec: i64,
+    /// …and `st_mtime_nsec`, nanoseconds (0 to 999,999,999).
+    pub mtime_nsec: u32,
+    /// …and `st_ctime_nsec`.
+    pub ctime_nsec: u32,
 }
 
 impl Fingerprint {
     /// The fingerprint of `meta` (from `lstat` or `fstat`).
     pub fn of(meta: &std::fs::Metadata) -> Fingerprint {
         use std::os::unix::fs::MetadataExt;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        // The kernel keeps nanoseconds below 10^9; clamping only guards the cast.
+        let nsec = |n: i64| n.clamp(0, 999_999_999) as u32;
         Fingerprint {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+            mtime_sec: meta.mtime(),
+            ctime_sec: meta.ctime(),
+            mtime_nsec: nsec(meta.mtime_nsec()),
+            ctime_nsec: nsec(meta.ctime_nsec()),
         }
+    }
+
+    /// `st_mtime` in nanoseconds since the epoch.
+    pub fn mtime_ns(&self) -> i128 {
+        i128::from(self.mtime_sec) * 1_000_000_000 + i128::from(self.mtime_nsec)
+    }
+
+    /// `st_ctime` in nanoseconds since the epoch.
+    pub fn ctime_ns(&self) -> i128 {
+        i128::from(self.ctime_sec) * 1_000_000_000 + i128::from(self.ctime_nsec)
     }
 }
 
@@ -229,6 +246,13 @@ impl Tree {
         self.add_entry(parent, name, id)?;
         self.inodes.push(Inode { kind, meta });
         Ok(id)
+    }
+
+    /// Gives back the spare capacity of the inode list once a host tree is
+    /// grafted: it is the largest thing a big tree holds, and growing it by
+    /// doubling leaves up to half of it unused for the whole write.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.inodes.shrink_to_fit();
     }
 
     /// Adds `name` to directory `parent` as another hard link to `target`.

@@ -325,32 +325,37 @@ fn write_inner<W: Write + Seek>(
         out,
     );
     // Files in pre-order, in batches whose small files are read and hashed
-    // ahead in parallel (at most READ_AHEAD_BYTES of them held at once).
-    let files: Vec<(InodeId, &crate::FileSource, u64)> = prepared
+    // ahead in parallel (at most READ_AHEAD_BYTES of them held at once). The
+    // list of files is never built whole: it would grow with the tree.
+    let mut files = prepared
         .preorder
         .iter()
         .filter_map(|&id| match tree.kind(id) {
             Kind::File { source, size } => Some((id, source, *size)),
             _ => None,
         })
-        .collect();
-    let n_files = files.len() as u64;
-    let mut rest = &files[..];
-    while !rest.is_empty() {
+        .peekable();
+    let mut n_files = 0u64;
+    let mut batch: Vec<(InodeId, &crate::FileSource, u64)> = Vec::new();
+    while files.peek().is_some() {
         // A batch is a run of small files, or one large file: a large file is
         // read before any file after it, as in tree order.
-        let small = |size: u64| size < u64::from(block_size);
+        batch.clear();
         let mut held = 0u64;
-        let n = rest
-            .iter()
-            .position(|&(_, _, size)| {
-                held += size;
-                !small(size) || held > READ_AHEAD_BYTES
-            })
-            .unwrap_or(rest.len())
-            .clamp(1, READ_AHEAD_FILES);
-        let (batch, later) = rest.split_at(n);
-        rest = later;
+        while let Some(&(_, _, size)) = files.peek() {
+            let small = size < u64::from(block_size);
+            if !batch.is_empty()
+                && (!small || held + size > READ_AHEAD_BYTES || batch.len() == READ_AHEAD_FILES)
+            {
+                break;
+            }
+            batch.extend(files.next());
+            held += size;
+            if !small {
+                break;
+            }
+        }
+        n_files += batch.len() as u64;
         let sources: Vec<(&crate::FileSource, u64)> = batch
             .iter()
             .map(|&(_, source, size)| (source, size))

@@ -45,8 +45,8 @@ fn record_key(fp: &Fingerprint, block_size: u32) -> RecordKey {
     h.update(&fp.dev.to_le_bytes());
     h.update(&fp.ino.to_le_bytes());
     h.update(&fp.size.to_le_bytes());
-    h.update(&fp.mtime_ns.to_le_bytes());
-    h.update(&fp.ctime_ns.to_le_bytes());
+    h.update(&fp.mtime_ns().to_le_bytes());
+    h.update(&fp.ctime_ns().to_le_bytes());
     h.update(&block_size.to_le_bytes());
     let mut key = [0u8; 16];
     key.copy_from_slice(&h.finalize().as_bytes()[..16]);
@@ -104,7 +104,7 @@ impl StatDb {
 
     /// Records the block hashes of a file read in full, unless it changed too recently.
     pub(crate) fn record(&mut self, fp: &Fingerprint, block_size: u32, hashes: BlockHashes) {
-        let racy = fp.ctime_ns.max(fp.mtime_ns) > self.now_ns - RACY_SECONDS * 1_000_000_000;
+        let racy = fp.ctime_ns().max(fp.mtime_ns()) > self.now_ns - RACY_SECONDS * 1_000_000_000;
         if racy {
             return;
         }
@@ -229,13 +229,15 @@ fn decode(bytes: &[u8]) -> Option<HashMap<RecordKey, Record>> {
 mod tests {
     use super::*;
 
-    fn fp(ino: u64, ctime_s: i128) -> Fingerprint {
+    fn fp(ino: u64, ctime_s: i64) -> Fingerprint {
         Fingerprint {
             dev: 1,
             ino,
             size: 10,
-            mtime_ns: 1_000_000_000,
-            ctime_ns: ctime_s * 1_000_000_000,
+            mtime_sec: 1,
+            ctime_sec: ctime_s,
+            mtime_nsec: 0,
+            ctime_nsec: 0,
         }
     }
 
@@ -263,7 +265,7 @@ mod tests {
     fn racy_files_are_not_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = StatDb::load(dir.path());
-        let now_s = db.now_ns / 1_000_000_000;
+        let now_s = (db.now_ns / 1_000_000_000) as i64;
         db.record(&fp(1, now_s), 4096, hashes(1));
         db.record(&fp(2, now_s - 10), 4096, hashes(2));
         assert_eq!(db.get(&fp(1, now_s), 4096), None);
