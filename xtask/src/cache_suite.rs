@@ -240,8 +240,8 @@ impl Built {
     /// A warm build: everything found in the cache, nothing compressed.
     fn check_warm(&self, what: &str) -> Result<()> {
         ensure!(
-            self.misses()? == (0, 0),
-            "{what}: block_misses and fragment_misses should be 0: {}",
+            self.misses()? == (0, 0) && self.n("meta_misses")? == 0,
+            "{what}: block_misses, fragment_misses and meta_misses should be 0: {}",
             self.json
         );
         ensure!(
@@ -259,6 +259,8 @@ impl Built {
             "block_misses",
             "fragment_hits",
             "fragment_misses",
+            "meta_hits",
+            "meta_misses",
             "files_not_read",
             "bad_entries",
             "entries_written",

@@ -210,7 +210,8 @@ fn cold_and_warm(
             case_dir.display()
         );
         if let CacheRun::Warm(_) = run {
-            let misses = ["block_misses", "fragment_misses"].map(|k| number(&out.stdout, k).ok());
+            let misses = ["block_misses", "fragment_misses", "meta_misses"]
+                .map(|k| number(&out.stdout, k).ok());
             ensure!(
                 misses.iter().all(|m| *m == Some(0)),
                 "{what}: the warm build compressed blocks: {}",

@@ -219,11 +219,12 @@ pub fn summary_line(r: &CacheReport) -> String {
 /// # Format
 ///
 /// ```json
-/// {"block_hits":812,"block_misses":8,"fragment_hits":40,"fragment_misses":1,"files_not_read":3,"bytes_not_read":40960,"bad_entries":0,"entries_written":9,"entries_evicted":0,"warning":null}
+/// {"block_hits":812,"block_misses":8,"fragment_hits":40,"fragment_misses":1,"meta_hits":450,"meta_misses":0,"files_not_read":3,"bytes_not_read":40960,"bad_entries":0,"entries_written":9,"entries_evicted":0,"warning":null}
 /// ```
 ///
 /// - `block_hits`, `block_misses`: data blocks found in the cache, and compressed;
 /// - `fragment_hits`, `fragment_misses`: the same for fragment blocks;
+/// - `meta_hits`, `meta_misses`: the same for metadata blocks (inode, directory and lookup tables);
 /// - `files_not_read`, `bytes_not_read`: files skipped by `--trust-stat`, and their size;
 /// - `bad_entries`: damaged, truncated or foreign entries, ignored and rebuilt;
 /// - `entries_written`, `entries_evicted`: entries stored, and removed to stay under `--cache-size`;
@@ -233,11 +234,13 @@ pub fn json_object(r: Option<&CacheReport>) -> String {
         return "null".to_string();
     };
     format!(
-        "{{\"block_hits\":{},\"block_misses\":{},\"fragment_hits\":{},\"fragment_misses\":{},\"files_not_read\":{},\"bytes_not_read\":{},\"bad_entries\":{},\"entries_written\":{},\"entries_evicted\":{},\"warning\":{}}}",
+        "{{\"block_hits\":{},\"block_misses\":{},\"fragment_hits\":{},\"fragment_misses\":{},\"meta_hits\":{},\"meta_misses\":{},\"files_not_read\":{},\"bytes_not_read\":{},\"bad_entries\":{},\"entries_written\":{},\"entries_evicted\":{},\"warning\":{}}}",
         r.block_hits,
         r.block_misses,
         r.fragment_hits,
         r.fragment_misses,
+        r.meta_hits,
+        r.meta_misses,
         r.files_not_read,
         r.bytes_not_read,
         r.bad_entries,
@@ -557,6 +560,8 @@ mod tests {
             block_misses: 8,
             fragment_hits: 12,
             fragment_misses: 0,
+            meta_hits: 30,
+            meta_misses: 2,
             files_not_read: 3,
             bytes_not_read: 1536,
             bad_entries: 0,
@@ -580,7 +585,7 @@ mod tests {
         );
         assert_eq!(
             json_object(Some(&r)),
-            r#"{"block_hits":800,"block_misses":8,"fragment_hits":12,"fragment_misses":0,"files_not_read":3,"bytes_not_read":1536,"bad_entries":0,"entries_written":8,"entries_evicted":0,"warning":"cache `/c` is full; \"building\" without it"}"#
+            r#"{"block_hits":800,"block_misses":8,"fragment_hits":12,"fragment_misses":0,"meta_hits":30,"meta_misses":2,"files_not_read":3,"bytes_not_read":1536,"bad_entries":0,"entries_written":8,"entries_evicted":0,"warning":"cache `/c` is full; \"building\" without it"}"#
         );
         assert!(json_object(Some(&cold)).ends_with(r#","warning":null}"#));
         assert_eq!(json_object(None), "null");

@@ -442,7 +442,7 @@ mod tests {
             "wrote `o`: 0 files, 1 inodes, 0 B in, image 4.0 KiB\ncache: 4 of 4 blocks reused"
         );
         assert!(json_report("o".as_ref(), &warm).ends_with(
-            r#","dedup_saved":0,"cache":{"block_hits":3,"block_misses":0,"fragment_hits":1,"fragment_misses":0,"files_not_read":0,"bytes_not_read":0,"bad_entries":0,"entries_written":0,"entries_evicted":0,"warning":null}}"#
+            r#","dedup_saved":0,"cache":{"block_hits":3,"block_misses":0,"fragment_hits":1,"fragment_misses":0,"meta_hits":0,"meta_misses":0,"files_not_read":0,"bytes_not_read":0,"bad_entries":0,"entries_written":0,"entries_evicted":0,"warning":null}}"#
         ));
         assert_eq!(json_string("\u{1}\\"), r#""\u0001\\""#);
     }

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use crate::cache::stat::BlockHashes;
-use crate::cache::{Cache, Key};
+use crate::cache::{BlockKind, Cache, Key};
 use crate::compress::Compressor;
 use crate::fragments;
 use crate::{Error, FileSource};
@@ -614,7 +614,12 @@ fn pack_block(
     len: usize,
 ) -> Result<(Vec<u8>, bool), Error> {
     if let Some((cache, key)) = cache {
-        if let Some(entry) = cache.get(key, fragment, len) {
+        let kind = if fragment {
+            BlockKind::Fragment
+        } else {
+            BlockKind::Data
+        };
+        if let Some(entry) = cache.get(key, kind, len) {
             return Ok((entry.bytes, entry.raw));
         }
     }

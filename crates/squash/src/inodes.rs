@@ -6,9 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::compress::Compressor;
 use crate::data::{FileData, NO_FRAGMENT};
-use crate::meta::{self, put_link, Link, MetaPos, MetaWriter, METADATA_SIZE};
+use crate::meta::{self, put_link, Link, MetaCompress, MetaPos, MetaWriter, METADATA_SIZE};
 use crate::{InodeId, Kind, Tree};
 
 /// `xattr_idx` of an inode without xattrs.
@@ -67,7 +66,7 @@ pub(crate) fn write_tables(
     info: &[InodeInfo],
     files: &[FileData],
     block_size: u32,
-    comp: &Compressor,
+    comp: &dyn MetaCompress,
     pool: &rayon::ThreadPool,
 ) -> Tables {
     let start = MetaPos {

@@ -20,7 +20,10 @@
 //! still chain (hundreds of blocks in a tree of 170k inodes), which bounds
 //! how much of this work runs in parallel.
 //!
-//! A table of a single block is compressed on the calling thread.
+//! A table of a single block is compressed on the calling thread. Blocks go
+//! through a [`MetaCompress`]: the compressor itself, or [`CachedMeta`], which
+//! keeps compressed metadata blocks in the block cache (a rebuild of an
+//! unchanged tree then compresses no metadata either).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -28,7 +31,48 @@ use std::sync::{Condvar, Mutex, PoisonError};
 
 use rayon::prelude::*;
 
+use crate::cache::{BlockKind, Cache};
 use crate::compress::Compressor;
+
+/// Compresses one metadata block (at most [`METADATA_SIZE`] bytes); `None`
+/// when the result would not be strictly smaller (store it raw).
+pub(crate) trait MetaCompress: Sync {
+    fn compress_meta(&self, payload: &[u8]) -> Option<Vec<u8>>;
+}
+
+impl MetaCompress for Compressor {
+    fn compress_meta(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        Compressor::compress_meta(self, payload)
+    }
+}
+
+/// A [`Compressor`] behind the block cache: a metadata block is looked up by
+/// the hash of its payload and the settings, and compressed (and stored) on a
+/// miss; a block that does not compress is stored raw (tiny tables: one id, a
+/// few fragments). Same bytes as the compressor alone.
+#[derive(Debug)]
+pub(crate) struct CachedMeta<'a> {
+    pub(crate) comp: &'a Compressor,
+    pub(crate) cache: &'a Cache,
+    /// [`Cache::settings`] of `comp` and the image's block size.
+    pub(crate) settings: [u8; 32],
+}
+
+impl MetaCompress for CachedMeta<'_> {
+    fn compress_meta(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        let key = Cache::meta_key(&self.settings, blake3::hash(payload).as_bytes());
+        if let Some(entry) = self.cache.get(&key, BlockKind::Meta, payload.len()) {
+            // `get` checked the length: a raw entry is the payload itself.
+            return (!entry.raw).then_some(entry.bytes);
+        }
+        let packed = self.comp.compress_meta(payload);
+        match &packed {
+            Some(packed) => self.cache.put(&key, false, packed),
+            None => self.cache.put(&key, true, payload),
+        }
+        packed
+    }
+}
 
 /// Uncompressed size of every metadata block but a table's last.
 pub(crate) const METADATA_SIZE: usize = 8192;
@@ -96,7 +140,7 @@ impl MetaWriter {
     }
 
     /// Compresses a stream that has no links.
-    pub(crate) fn finish(self, comp: &Compressor, pool: &rayon::ThreadPool) -> Encoded {
+    pub(crate) fn finish(self, comp: &dyn MetaCompress, pool: &rayon::ThreadPool) -> Encoded {
         debug_assert!(self.links.is_empty(), "linked streams go to encode_linked");
         encode(comp, pool, &self.bytes)
     }
@@ -169,7 +213,7 @@ impl Encoded {
 }
 
 /// Compresses a stream that has no links: all its blocks at once.
-pub(crate) fn encode(comp: &Compressor, pool: &rayon::ThreadPool, bytes: &[u8]) -> Encoded {
+pub(crate) fn encode(comp: &dyn MetaCompress, pool: &rayon::ThreadPool, bytes: &[u8]) -> Encoded {
     let blocks: Vec<&[u8]> = bytes.chunks(METADATA_SIZE).collect();
     let mut out = Encoded {
         bytes: Vec::new(),
@@ -198,7 +242,7 @@ pub(crate) fn encode(comp: &Compressor, pool: &rayon::ThreadPool, bytes: &[u8]) 
 /// cycle (a block waiting for itself), neither of which the post-order pass of
 /// `inodes` can produce.
 pub(crate) fn encode_linked(
-    comp: &Compressor,
+    comp: &dyn MetaCompress,
     pool: &rayon::ThreadPool,
     streams: [MetaWriter; 2],
 ) -> [Encoded; 2] {
@@ -354,7 +398,11 @@ impl Drop for WakeOnPanic<'_> {
 }
 
 /// Compresses metadata blocks, in parallel on `pool` when there are several.
-fn encode_blocks(comp: &Compressor, pool: &rayon::ThreadPool, blocks: &[&[u8]]) -> Vec<Vec<u8>> {
+fn encode_blocks(
+    comp: &dyn MetaCompress,
+    pool: &rayon::ThreadPool,
+    blocks: &[&[u8]],
+) -> Vec<Vec<u8>> {
     let one = |payload: &&[u8]| {
         let mut out = Vec::with_capacity(payload.len() + 2);
         encode_block(comp, payload, &mut out);
@@ -369,7 +417,7 @@ fn encode_blocks(comp: &Compressor, pool: &rayon::ThreadPool, blocks: &[&[u8]]) 
 
 /// Appends one metadata block: a u16 header (bit 15 = stored raw, low bits =
 /// length) and the payload, compressed only when that is strictly smaller.
-fn encode_block(comp: &Compressor, payload: &[u8], out: &mut Vec<u8>) {
+fn encode_block(comp: &dyn MetaCompress, payload: &[u8], out: &mut Vec<u8>) {
     debug_assert!(!payload.is_empty() && payload.len() <= METADATA_SIZE);
     match comp.compress_meta(payload) {
         Some(packed) => {
@@ -387,7 +435,7 @@ fn encode_block(comp: &Compressor, payload: &[u8], out: &mut Vec<u8>) {
 /// the records cut into metadata blocks, followed by the index of their
 /// absolute positions. Returns the bytes and the absolute position of the index.
 pub(crate) fn lookup_table(
-    comp: &Compressor,
+    comp: &dyn MetaCompress,
     pool: &rayon::ThreadPool,
     records: &[u8],
     start: u64,
@@ -433,7 +481,7 @@ mod tests {
     }
 
     /// Compresses `stream` one block after the other, as mksquashfs does.
-    fn sequential(comp: &Compressor, stream: &[u8]) -> Vec<u8> {
+    fn sequential(comp: &dyn MetaCompress, stream: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         for block in stream.chunks(METADATA_SIZE) {
             encode_block(comp, block, &mut out);
@@ -573,7 +621,7 @@ mod tests {
     /// links, compress block after block, and repeat with the starts found
     /// until they no longer change. The links have a single consistent
     /// solution, so the fixed point is it.
-    fn fixed_point(comp: &Compressor, streams: &[MetaWriter; 2]) -> [Vec<u8>; 2] {
+    fn fixed_point(comp: &dyn MetaCompress, streams: &[MetaWriter; 2]) -> [Vec<u8>; 2] {
         let mut starts: Vec<Vec<u64>> = streams.iter().map(|s| vec![0; s.n_blocks() + 1]).collect();
         loop {
             let mut out = [Vec::new(), Vec::new()];

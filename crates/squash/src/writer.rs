@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::cache::Cache;
 use crate::compress::Compressor;
 use crate::data::{DataArea, DataOptions, DataWriter};
 use crate::inodes::{put16, put32, put64, write_tables, InodeInfo};
-use crate::meta::{encode, lookup_table, MetaWriter};
+use crate::meta::{encode, lookup_table, CachedMeta, MetaCompress, MetaWriter};
 use crate::tree::Xattrs;
 use crate::{Error, InodeId, Kind, Options, Tree};
 
@@ -378,8 +379,19 @@ fn write_inner<W: Write + Seek>(
         }
     }
 
+    // Metadata blocks go through the cache too, when there is one.
+    let cached_meta = options.cache.as_deref().map(|cache| CachedMeta {
+        comp: &comp,
+        cache,
+        settings: Cache::settings(&comp.cache_tag(), block_size),
+    });
+    let meta_comp: &dyn MetaCompress = match &cached_meta {
+        Some(cached) => cached,
+        None => &comp,
+    };
+
     // Inode and directory tables.
-    let tables = write_tables(tree, &prepared.info, &files, block_size, &comp, &pool);
+    let tables = write_tables(tree, &prepared.info, &files, block_size, meta_comp, &pool);
     let mut emit = |bytes: &[u8], pos: &mut u64| -> Result<(), Error> {
         sink.write_all(bytes).map_err(write_err)?;
         *pos += bytes.len() as u64;
@@ -400,7 +412,7 @@ fn write_inner<W: Write + Seek>(
             put32(&mut records, f.size);
             put32(&mut records, 0);
         }
-        let (bytes, index) = lookup_table(&comp, &pool, &records, pos);
+        let (bytes, index) = lookup_table(meta_comp, &pool, &records, pos);
         emit(&bytes, &mut pos)?;
         index
     };
@@ -411,7 +423,7 @@ fn write_inner<W: Write + Seek>(
         for r in &tables.refs_by_number {
             put64(&mut records, *r);
         }
-        let (bytes, index) = lookup_table(&comp, &pool, &records, pos);
+        let (bytes, index) = lookup_table(meta_comp, &pool, &records, pos);
         emit(&bytes, &mut pos)?;
         index
     } else {
@@ -423,7 +435,7 @@ fn write_inner<W: Write + Seek>(
     for id in &prepared.ids {
         put32(&mut records, *id);
     }
-    let (bytes, id_table_start) = lookup_table(&comp, &pool, &records, pos);
+    let (bytes, id_table_start) = lookup_table(meta_comp, &pool, &records, pos);
     emit(&bytes, &mut pos)?;
 
     // Xattrs: key/value stream, id-table blocks, header, index.
@@ -449,7 +461,7 @@ fn write_inner<W: Write + Seek>(
             }
             sets.push((at, set.len() as u32, size));
         }
-        let kv = kv.finish(&comp, &pool);
+        let kv = kv.finish(meta_comp, &pool);
         emit(kv.bytes(), &mut pos)?;
         let mut records = Vec::with_capacity(sets.len() * 16);
         for (at, count, size) in sets {
@@ -458,7 +470,7 @@ fn write_inner<W: Write + Seek>(
             put32(&mut records, size);
         }
         let blocks_start = pos;
-        let blocks = encode(&comp, &pool, &records);
+        let blocks = encode(meta_comp, &pool, &records);
         emit(blocks.bytes(), &mut pos)?;
         let header_pos = pos;
         let mut header = Vec::with_capacity(16 + blocks.block_starts().len() * 8);

@@ -100,7 +100,7 @@ fn warm_equals_cold_at_any_thread_count() {
         "{report:?}"
     );
     assert!(
-        report.entries_written > 0 && report.fragment_misses > 10,
+        report.entries_written > 0 && report.fragment_misses > 10 && report.meta_misses > 1,
         "{report:?}"
     );
     for threads in [1, 2, 8] {
@@ -111,12 +111,16 @@ fn warm_equals_cold_at_any_thread_count() {
         assert!(warm == cold, "warm build at {threads} threads differs");
         let report = report.unwrap();
         assert_eq!(
-            (report.block_misses, report.fragment_misses),
-            (0, 0),
+            (
+                report.block_misses,
+                report.fragment_misses,
+                report.meta_misses
+            ),
+            (0, 0, 0),
             "{report:?}"
         );
         assert!(
-            report.block_hits > 0 && report.fragment_hits > 10,
+            report.block_hits > 0 && report.fragment_hits > 10 && report.meta_hits > 1,
             "{report:?}"
         );
         assert_eq!(report.entries_written, 0, "{report:?}");

@@ -61,6 +61,10 @@ pub struct CacheReport {
     pub fragment_hits: u64,
     /// Fragment blocks compressed (and stored).
     pub fragment_misses: u64,
+    /// Metadata blocks (inode, directory and lookup tables) found in the cache.
+    pub meta_hits: u64,
+    /// Metadata blocks compressed (and stored).
+    pub meta_misses: u64,
     /// Files not read because their stat fingerprint matched.
     pub files_not_read: u64,
     /// Bytes of those files.
@@ -93,10 +97,23 @@ struct Counters {
     block_misses: AtomicU64,
     fragment_hits: AtomicU64,
     fragment_misses: AtomicU64,
+    meta_hits: AtomicU64,
+    meta_misses: AtomicU64,
     files_not_read: AtomicU64,
     bytes_not_read: AtomicU64,
     bad_entries: AtomicU64,
     entries_written: AtomicU64,
+}
+
+/// What kind of block an entry holds, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockKind {
+    /// A data block of a file.
+    Data,
+    /// A fragment block.
+    Fragment,
+    /// A metadata block (8 KiB uncompressed).
+    Meta,
 }
 
 /// A cache key: blake3 of a block's content identity and the settings.
@@ -207,12 +224,20 @@ impl Cache {
         Key(*h.finalize().as_bytes())
     }
 
+    /// The key of a metadata block whose payload hashes to `hash`.
+    pub(crate) fn meta_key(settings: &[u8; 32], hash: &[u8; 32]) -> Key {
+        let mut h = blake3::Hasher::new_derive_key("mkportable cache v1 metadata block");
+        h.update(settings);
+        h.update(hash);
+        Key(*h.finalize().as_bytes())
+    }
+
     fn is_off(&self) -> bool {
         self.disabled.load(Ordering::Relaxed)
     }
 
     /// Looks `key` up for a block of `len` uncompressed bytes; counts a hit or a miss.
-    pub(crate) fn get(&self, key: &Key, fragment: bool, len: usize) -> Option<store::Entry> {
+    pub(crate) fn get(&self, key: &Key, kind: BlockKind, len: usize) -> Option<store::Entry> {
         // Reading goes on after storing failed: a read-only cache still serves hits.
         let entry = match self.store.get(key) {
             // A raw entry is the block itself; a compressed one is strictly smaller.
@@ -227,11 +252,13 @@ impl Cache {
             }
             store::Lookup::Miss => None,
         };
-        let counter = match (fragment, entry.is_some()) {
-            (false, true) => &self.counters.block_hits,
-            (false, false) => &self.counters.block_misses,
-            (true, true) => &self.counters.fragment_hits,
-            (true, false) => &self.counters.fragment_misses,
+        let counter = match (kind, entry.is_some()) {
+            (BlockKind::Data, true) => &self.counters.block_hits,
+            (BlockKind::Data, false) => &self.counters.block_misses,
+            (BlockKind::Fragment, true) => &self.counters.fragment_hits,
+            (BlockKind::Fragment, false) => &self.counters.fragment_misses,
+            (BlockKind::Meta, true) => &self.counters.meta_hits,
+            (BlockKind::Meta, false) => &self.counters.meta_misses,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         entry
@@ -327,6 +354,8 @@ impl Cache {
             block_misses: load(&c.block_misses),
             fragment_hits: load(&c.fragment_hits),
             fragment_misses: load(&c.fragment_misses),
+            meta_hits: load(&c.meta_hits),
+            meta_misses: load(&c.meta_misses),
             files_not_read: load(&c.files_not_read),
             bytes_not_read: load(&c.bytes_not_read),
             bad_entries: load(&c.bad_entries),
