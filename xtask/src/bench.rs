@@ -22,7 +22,7 @@
 //! - `--no-bound`: skip the lower bound.
 //!
 //! Each comparison cell (corpus, setting, threads) runs its tools
-//! interleaved, A B C A B C …, after one untimed warm-up run per tool and
+//! interleaved (A B C, B C A, C A B, …: each round starts one tool later), after one untimed warm-up run per tool and
 //! corpus; the page cache stays warm. Each process is timed whole: wall
 //! clock, user+system CPU and peak RSS (GNU time), and the image size. A
 //! cache cell runs cold, warm and changed rebuilds with the cache against a
@@ -299,6 +299,7 @@ fn quick_plan(tc: &Toolchain, cores: usize) -> Plan {
 /// | rust-lib (`lib/`) | ~520 MB | xz, zstd, gzip at 2 threads | 3 |
 /// | rust-toolchain (all) | ~1.3 GB | xz at 2 threads | 2 |
 /// | nix-1024 | ~1 GiB | `mkportable build` vs the seed's pipeline, all cores | 3 |
+/// | rust-doc-x2 (`share/doc` twice) | ~1.6 GB | xz at 2 threads (the memory bound) | 2 |
 ///
 /// and a cache cell (xz, all cores, 3 runs) on rust-doc, rust-lib and
 /// nix-1024, the corpora of issue 5's targets: about 45 more minutes.
@@ -308,6 +309,7 @@ fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
         corpus::lib(tc),
         corpus::toolchain(tc),
         corpus::nix(root, work),
+        corpus::doc_twice(tc, work),
     ];
     let mut cells = Vec::new();
     for setting in [XZ, ZSTD, GZIP] {
@@ -323,6 +325,7 @@ fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
     cells.push(Cell::compare(2, XZ, cores, 2));
     cells.push(Cell::compare(3, XZ, cores, 3));
     cells.push(Cell::cache(3, cores));
+    cells.push(Cell::compare(4, XZ, cores, 2));
     Plan {
         mode: "full",
         corpora,
@@ -517,6 +520,7 @@ fn bench(args: &Args) -> Result<bool> {
             nix.ensure()?;
             nix.set_up()?;
         }
+        corpus.ensure_copies()?;
         let roots = bound_roots(corpus)?;
         let census = corpus::census(&roots)?;
         println!();
@@ -651,7 +655,10 @@ fn bench(args: &Args) -> Result<bool> {
 }
 
 /// Runs `tools` interleaved, `runs` rounds, skipping those in `broken`;
-/// false if a run failed. A tool with a cache row reports its cache counters
+/// false if a run failed. Each round starts one tool later (A B C, B C A,
+/// C A B, …), so no tool always runs right after the same other one (a tool
+/// that leaves the page cache or the CPU's clocks in some state would
+/// otherwise always hand it to the same successor). A tool with a cache row reports its cache counters
 /// on stdout (`--json`), kept per run.
 fn rounds(
     tools: &[(String, Invocation, Option<Row>)],
@@ -675,7 +682,10 @@ fn rounds(
         .collect();
     for round in 0..runs {
         let mut line = format!("   round {}/{}:", round + 1, runs);
-        for ((name, inv, row), res) in tools.iter().zip(&mut results) {
+        for k in 0..tools.len() {
+            let i = (round + k) % tools.len();
+            let (name, inv, row) = &tools[i];
+            let res = &mut results[i];
             if res.error.is_some() {
                 continue;
             }
@@ -917,6 +927,12 @@ fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()
         println!();
         println!("== {}: {}", corpus.name, corpus.about);
         println!("   {} ({})", roots_label(corpus), corpus.revision);
+        if let Some((src, n)) = &corpus.copies {
+            println!(
+                "   set-up: {n} copies of {} (cp -a --reflink=auto, own inodes) unless made",
+                src.display()
+            );
+        }
         if let Kind::Nix(nix) = &corpus.kind {
             println!(
                 "   set-up: {} -o {} -s {} unless built; spec {}, scaffold {}, script {}",
@@ -956,7 +972,7 @@ fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()
         }
         for cell in cells {
             println!(
-                "   -- {}: {} runs each, interleaved A B C A B C …",
+                "   -- {}: {} runs each, interleaved, each round starting one tool later (A B C, B C A, …)",
                 plan.id(cell),
                 cell.runs
             );

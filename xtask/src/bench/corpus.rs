@@ -96,6 +96,50 @@ pub struct Corpus {
     pub kind: Kind,
     /// What pins its content (toolchain version, fixture size).
     pub revision: String,
+    /// For a tree made of copies: the folder copied, and how many times
+    /// (see [`Corpus::ensure_copies`]).
+    pub copies: Option<(PathBuf, usize)>,
+}
+
+impl Corpus {
+    /// Makes a tree of copies unless it is complete: copy `a`, `b`, … of the
+    /// folder, each with its own inodes (`cp -a --reflink=auto`, never hard
+    /// links, which both tools would pack once).
+    pub fn ensure_copies(&self) -> Result<()> {
+        let (Some((src, n)), Kind::Tree(dest)) = (&self.copies, &self.kind) else {
+            return Ok(());
+        };
+        let done = dest.with_extension("complete");
+        if done.exists() && dest.exists() {
+            return Ok(());
+        }
+        if dest.exists() {
+            fs::remove_dir_all(dest).with_context(|| format!("removing {}", dest.display()))?;
+        }
+        fs::create_dir_all(dest)?;
+        for i in 0..*n {
+            let copy = dest.join(((b'a' + i as u8) as char).to_string());
+            println!("copying {} to {}", src.display(), copy.display());
+            let out = Command::new("cp")
+                .args(["-a", "--reflink=auto"])
+                .arg(src)
+                .arg(&copy)
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("running cp -a {} {}", src.display(), copy.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "cp -a {} {} failed ({}): {}",
+                    src.display(),
+                    copy.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        fs::write(&done, "")?;
+        Ok(())
+    }
 }
 
 /// The corpus of `--quick`: std's HTML docs, ~120 MB in ~2,600 files.
@@ -106,6 +150,7 @@ pub fn quick(tc: &Toolchain) -> Corpus {
             .into(),
         kind: Kind::Tree(tc.dir.join("share/doc/rust/html/std")),
         revision: format!("{} ({})", tc.name, tc.rustc),
+        copies: None,
     }
 }
 
@@ -116,6 +161,7 @@ pub fn lib(tc: &Toolchain) -> Corpus {
         about: "lib/ of the Rust toolchain (shared libraries and rlibs)".into(),
         kind: Kind::Tree(tc.dir.join("lib")),
         revision: format!("{} ({})", tc.name, tc.rustc),
+        copies: None,
     }
 }
 
@@ -126,6 +172,7 @@ pub fn doc(tc: &Toolchain) -> Corpus {
         about: "share/doc of the Rust toolchain (HTML, JS, search indexes)".into(),
         kind: Kind::Tree(tc.dir.join("share/doc")),
         revision: format!("{} ({})", tc.name, tc.rustc),
+        copies: None,
     }
 }
 
@@ -136,6 +183,20 @@ pub fn toolchain(tc: &Toolchain) -> Corpus {
         about: "the whole Rust toolchain folder".into(),
         kind: Kind::Tree(tc.dir.clone()),
         revision: format!("{} ({})", tc.name, tc.rustc),
+        copies: None,
+    }
+}
+
+/// The toolchain's `share/doc` twice (two copies with their own inodes, the
+/// same content): the memory bound on a corpus twice as large, in files and
+/// in bytes. Duplicate files make it cheaper to compress for every tool.
+pub fn doc_twice(tc: &Toolchain, work: &Path) -> Corpus {
+    Corpus {
+        name: "rust-doc-x2",
+        about: "share/doc of the Rust toolchain, twice (two copies side by side)".into(),
+        kind: Kind::Tree(work.join("rust-doc-x2")),
+        revision: format!("{} ({})", tc.name, tc.rustc),
+        copies: Some((tc.dir.join("share/doc"), 2)),
     }
 }
 
@@ -159,6 +220,7 @@ pub fn nix(root: &Path, work: &Path) -> Corpus {
             dir: work.join("nix"),
         }),
         revision: format!("make-nix-fixture -s {NIX_FIXTURE_MIB}"),
+        copies: None,
     }
 }
 
