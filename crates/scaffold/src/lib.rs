@@ -203,6 +203,7 @@ pub fn rootfs(spec: &Spec, closure: &Closure) -> Result<Tree, Error> {
         tree.insert_path(&link.symlink, target, Metadata::with_mode(0o777), &dir)
             .map_err(place(&link.symlink))?;
     }
+    tree.shrink_to_fit();
     Ok(tree)
 }
 

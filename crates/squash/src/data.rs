@@ -185,40 +185,38 @@ impl<'a, W: Write> DataWriter<'a, W> {
         }
     }
 
-    /// Stores one file's contents; returns the index of its [`FileData`]
-    /// (shared with an earlier identical file when deduplicating).
     /// Reads and hashes, in parallel on the pool, the small files among
-    /// `files` that [`DataWriter::add_file`] would read (not those the cache
-    /// knows by fingerprint); the others get `None`. Hand each result to
-    /// `add_file` with its file, in order.
-    pub(crate) fn read_ahead(&self, files: &[(&FileSource, u64)]) -> Vec<ReadAhead> {
+    /// `files` that [`DataWriter::add_file`] would read, and looks up those
+    /// the cache knows by fingerprint. Hand each result to `add_file` with
+    /// its file, in order.
+    pub(crate) fn read_ahead(&self, files: &[(&FileSource, u64)]) -> Vec<Ahead> {
         use rayon::prelude::*;
-        let bs = self.opts.block_size as u64;
+        let bs = self.opts.block_size;
         let cache = self.cache.as_ref().map(|(c, _)| &**c);
         self.pool.install(|| {
             files
                 .par_iter()
                 .map(|&(source, size)| {
-                    if size == 0 || size >= bs {
-                        return None;
+                    if size == 0 || size >= bs as u64 {
+                        return Ahead::Nothing;
                     }
-                    if let (Some(cache), FileSource::Host { stat: Some(fp), .. }) = (cache, source)
-                    {
-                        if fp.size == size && cache.trusted_hashes(fp, bs as u32).is_some() {
-                            return None;
-                        }
+                    match trusted_hashes(cache, bs, source, size) {
+                        Some(hashes) => Ahead::Trusted(hashes),
+                        None => Ahead::Read(read_small(source, size)),
                     }
-                    Some(read_small(source, size))
                 })
                 .collect()
         })
     }
 
+    /// Stores one file's contents; returns the index of its [`FileData`]
+    /// (shared with an earlier identical file when deduplicating). `ahead`
+    /// is what [`DataWriter::read_ahead`] learnt of it, or [`Ahead::Nothing`].
     pub(crate) fn add_file(
         &mut self,
         source: &FileSource,
         size: u64,
-        ahead: ReadAhead,
+        ahead: Ahead,
     ) -> Result<usize, Error> {
         self.check_cancel()?;
         if size == 0 {
@@ -234,15 +232,24 @@ impl<'a, W: Write> DataWriter<'a, W> {
             FileSource::Host { stat: Some(fp), .. } if fp.size == size => Some(*fp),
             _ => None,
         };
-        let known = match (&self.cache, &fingerprint) {
-            (Some((cache, _)), Some(fp)) => cache.trusted_hashes(fp, bs),
-            _ => None,
+        let (known, read) = match ahead {
+            Ahead::Trusted(hashes) => (Some(hashes), None),
+            Ahead::Read(read) => (None, Some(read)),
+            Ahead::Nothing => (
+                trusted_hashes(
+                    self.cache.as_ref().map(|(c, _)| &**c),
+                    bs as usize,
+                    source,
+                    size,
+                ),
+                None,
+            ),
         };
         if let Some(cache) = known.as_ref().and(self.cache.as_ref()) {
             cache.0.not_read(size);
         }
         let stored = if size < u64::from(bs) {
-            self.add_small(source, size, known, ahead)
+            self.add_small(source, size, known, read)
         } else {
             self.add_large(source, size, known)
         }?;
@@ -259,7 +266,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
         source: &FileSource,
         size: u64,
         known: Option<BlockHashes>,
-        ahead: ReadAhead,
+        read: Option<Result<SmallFile, Error>>,
     ) -> Result<(usize, Option<BlockHashes>), Error> {
         let (piece, hash, read) = match known {
             Some(hashes) => {
@@ -273,7 +280,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
                 (piece, hash, None)
             }
             None => {
-                let (content, hash) = match ahead {
+                let (content, hash) = match read {
                     Some(done) => done?,
                     None => read_small(source, size)?,
                 };
@@ -586,11 +593,38 @@ impl<'a, W: Write> DataWriter<'a, W> {
     }
 }
 
-/// A small file's content and hash, read ahead of its turn (`None`: not read ahead).
-pub(crate) type ReadAhead = Option<Result<(Vec<u8>, [u8; 32]), Error>>;
+/// A small file's content and its hash (`ZERO` when all zero).
+type SmallFile = (Vec<u8>, [u8; 32]);
+
+/// The block hashes `cache` trusts for `source` of `size` bytes by its
+/// fingerprint, at block size `bs`, if any.
+fn trusted_hashes(
+    cache: Option<&Cache>,
+    bs: usize,
+    source: &FileSource,
+    size: u64,
+) -> Option<BlockHashes> {
+    match source {
+        FileSource::Host { stat: Some(fp), .. } if fp.size == size => {
+            cache?.trusted_hashes(fp, bs as u32)
+        }
+        _ => None,
+    }
+}
+
+/// What [`DataWriter::read_ahead`] learnt of a file before its turn.
+#[derive(Debug)]
+pub(crate) enum Ahead {
+    /// Nothing: a large or empty file, or one not handed to `read_ahead`.
+    Nothing,
+    /// The cache trusts these block hashes for its fingerprint: do not read it.
+    Trusted(BlockHashes),
+    /// A small file read and hashed (`ZERO` when all zero), or why it could not be.
+    Read(Result<SmallFile, Error>),
+}
 
 /// Reads a file smaller than a block and hashes it (`ZERO` when all zero).
-fn read_small(source: &FileSource, size: u64) -> Result<(Vec<u8>, [u8; 32]), Error> {
+fn read_small(source: &FileSource, size: u64) -> Result<SmallFile, Error> {
     let mut content = Vec::with_capacity(size as usize);
     read_exact_size(source, size, |chunk| {
         content.extend_from_slice(chunk);

@@ -96,9 +96,7 @@ impl Tree {
                 None => self.insert(parent, comp, Kind::Dir(BTreeMap::new()), dir_meta.clone())?,
             };
         }
-        let id = self.graft_entry(parent, name, host.as_ref())?;
-        self.shrink_to_fit();
-        Ok(id)
+        self.graft_entry(parent, name, host.as_ref())
     }
 
     fn graft_entry(&mut self, parent: InodeId, name: &[u8], host: &Path) -> Result<InodeId, Error> {

@@ -248,10 +248,11 @@ impl Tree {
         Ok(id)
     }
 
-    /// Gives back the spare capacity of the inode list once a host tree is
-    /// grafted: it is the largest thing a big tree holds, and growing it by
-    /// doubling leaves up to half of it unused for the whole write.
-    pub(crate) fn shrink_to_fit(&mut self) {
+    /// Gives back the spare capacity of the inode list. Call it once the tree
+    /// is complete (after the last [`Tree::graft`]; [`Tree::from_sources`]
+    /// does): the inode list is the largest thing a big tree holds, and
+    /// growing it by doubling leaves up to half of it unused for the whole write.
+    pub fn shrink_to_fit(&mut self) {
         self.inodes.shrink_to_fit();
     }
 
