@@ -12,7 +12,9 @@
 //! then written in submission order, so the bytes do not depend on the thread
 //! count. Compression overlaps with reading: a block goes to the pool as soon
 //! as it is read, and the writer waits only for the oldest block once the
-//! window is full.
+//! window is full. A block is read straight into a recycled block-sized
+//! buffer (at most as many as can be in flight), which returns once the block
+//! is compressed or written.
 //!
 //! With a [`Cache`], a pool job first looks its block up by content and
 //! settings, and stores what it compressed. When the cache trusts stat
@@ -28,7 +30,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 
 use crate::cache::stat::BlockHashes;
 use crate::cache::{BlockKind, Cache, Key};
@@ -147,6 +149,7 @@ pub(crate) struct DataWriter<'a, W: Write> {
     /// Sizes of the large files stored so far: only these can have a duplicate.
     sizes_seen: HashSet<u64>,
     cache: Option<(Arc<Cache>, [u8; 32])>,
+    buffers: Arc<Buffers>,
     pub(crate) bytes_in: u64,
     pub(crate) dedup_saved: u64,
     out_path: &'a Path,
@@ -163,6 +166,9 @@ impl<'a, W: Write> DataWriter<'a, W> {
         out_path: &'a Path,
     ) -> Self {
         let window = (pool.current_num_threads() * 4).max(8);
+        // Every buffer alive at once: the window, one per pool thread, and
+        // the one being read.
+        let buffers = Buffers::new(opts.block_size, window + pool.current_num_threads() + 1);
         let settings = Cache::settings(&comp.cache_tag(), opts.block_size as u32);
         DataWriter {
             sink,
@@ -179,6 +185,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
             seen: HashMap::new(),
             sizes_seen: HashSet::new(),
             cache: cache.map(|c| (c, settings)),
+            buffers: Arc::new(buffers),
             bytes_in: 0,
             dedup_saved: 0,
             out_path,
@@ -385,13 +392,13 @@ impl<'a, W: Write> DataWriter<'a, W> {
         // read once, hashed while it is compressed.
         let expected = if self.opts.dedup && self.sizes_seen.contains(&size) {
             let mut hashes = Vec::with_capacity(n_blocks);
-            read_blocks(source, size, bs, |block| {
-                hashes.push(if is_zero(block) {
+            read_blocks(source, size, bs, &self.buffers, |block| {
+                hashes.push(if is_zero(&block) {
                     ZERO
                 } else {
-                    *blake3::hash(block).as_bytes()
+                    *blake3::hash(&block).as_bytes()
                 });
-                block.clear();
+                self.buffers.give(block);
                 Ok(())
             })?;
             let key = (size, file_hash(&hashes));
@@ -406,22 +413,21 @@ impl<'a, W: Write> DataWriter<'a, W> {
         let data = self.new_large(n_blocks);
         let mut hashes = Vec::with_capacity(n_blocks);
         let mut block = 0;
-        read_blocks(source, size, bs, |full| {
-            let len = full.len();
+        let buffers = Arc::clone(&self.buffers);
+        read_blocks(source, size, bs, &buffers, |content| {
+            let len = content.len();
             let dest = Dest::Block { data, block };
             block += 1;
-            if is_zero(full) {
-                // Keep the buffer: zero blocks are common in sparse files.
+            if is_zero(&content) {
                 hashes.push(ZERO);
                 self.files[data].sparse_bytes += len as u64;
-                full.clear();
+                self.buffers.give(content);
                 self.pending
                     .push_back((dest, Pending::Ready(Vec::new(), false)));
                 return self.drain_window();
             }
-            let hash = *blake3::hash(full).as_bytes();
+            let hash = *blake3::hash(&content).as_bytes();
             hashes.push(hash);
-            let content = std::mem::replace(full, Vec::with_capacity(bs));
             let cache_key = self.block_key(&hash);
             self.submit(dest, vec![Piece::Bytes(content)], len, cache_key)
         })?;
@@ -505,11 +511,13 @@ impl<'a, W: Write> DataWriter<'a, W> {
         let (tx, rx) = mpsc::sync_channel(1);
         let comp = Arc::clone(&self.comp);
         let cache = key.and(self.cache.as_ref().map(|(c, _)| Arc::clone(c)));
+        let buffers = Arc::clone(&self.buffers);
         let fragment = matches!(dest, Dest::Fragment(_));
         self.pool.spawn(move || {
             let result = pack_block(
                 &comp,
                 cache.as_deref().zip(key.as_ref()),
+                &buffers,
                 fragment,
                 pieces,
                 len,
@@ -569,6 +577,8 @@ impl<'a, W: Write> DataWriter<'a, W> {
             source,
         })?;
         self.pos += bytes.len() as u64;
+        // A block stored raw is its read buffer.
+        self.buffers.give(bytes);
         Ok(())
     }
 
@@ -625,11 +635,10 @@ pub(crate) enum Ahead {
 
 /// Reads a file smaller than a block and hashes it (`ZERO` when all zero).
 fn read_small(source: &FileSource, size: u64) -> Result<SmallFile, Error> {
-    let mut content = Vec::with_capacity(size as usize);
-    read_exact_size(source, size, |chunk| {
-        content.extend_from_slice(chunk);
-        Ok(())
-    })?;
+    let mut reader = SourceReader::open(source, size)?;
+    let mut content = vec![0; size as usize];
+    reader.fill(&mut content)?;
+    reader.finish()?;
     let hash = if is_zero(&content) {
         ZERO
     } else {
@@ -643,6 +652,7 @@ fn read_small(source: &FileSource, size: u64) -> Result<SmallFile, Error> {
 fn pack_block(
     comp: &Compressor,
     cache: Option<(&Cache, &Key)>,
+    buffers: &Buffers,
     fragment: bool,
     pieces: Vec<Piece>,
     len: usize,
@@ -654,12 +664,20 @@ fn pack_block(
             BlockKind::Data
         };
         if let Some(entry) = cache.get(key, kind, len) {
+            for piece in pieces {
+                if let Piece::Bytes(bytes) = piece {
+                    buffers.give(bytes);
+                }
+            }
             return Ok((entry.bytes, entry.raw));
         }
     }
-    let content = materialize(pieces, len)?;
+    let content = materialize(pieces, len, buffers)?;
     let (bytes, raw) = match comp.compress_data(&content) {
-        Some(packed) => (packed, false),
+        Some(packed) => {
+            buffers.give(content);
+            (packed, false)
+        }
         None => (content, true),
     };
     if let Some((cache, key)) = cache {
@@ -670,14 +688,15 @@ fn pack_block(
 
 /// A block's uncompressed content: its pieces, deferred ones read now and
 /// checked against their hashes.
-fn materialize(mut pieces: Vec<Piece>, len: usize) -> Result<Vec<u8>, Error> {
+fn materialize(mut pieces: Vec<Piece>, len: usize, buffers: &Buffers) -> Result<Vec<u8>, Error> {
     if let [Piece::Bytes(_)] = pieces.as_slice() {
         let Some(Piece::Bytes(bytes)) = pieces.pop() else {
             unreachable!("matched above")
         };
         return Ok(bytes);
     }
-    let mut content = Vec::with_capacity(len);
+    let mut content = buffers.take();
+    content.reserve(len);
     for piece in pieces {
         match piece {
             Piece::Bytes(bytes) => content.extend_from_slice(&bytes),
@@ -729,29 +748,27 @@ fn file_hash(block_hashes: &[[u8; 32]]) -> [u8; 32] {
 }
 
 /// Reads `source` (exactly `size` bytes) in blocks of `bs` bytes (the last one
-/// shorter) and hands each to `each` in a buffer it may take or clear.
+/// shorter), each straight into a buffer from `buffers` handed to `each`.
 fn read_blocks(
     source: &FileSource,
     size: u64,
     bs: usize,
-    mut each: impl FnMut(&mut Vec<u8>) -> Result<(), Error>,
+    buffers: &Buffers,
+    mut each: impl FnMut(Vec<u8>) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let mut buf = Vec::with_capacity(bs);
+    let mut reader = SourceReader::open(source, size)?;
     let mut done = 0u64;
-    read_exact_size(source, size, |mut chunk| {
-        while !chunk.is_empty() {
-            let n = (bs - buf.len()).min(chunk.len());
-            buf.extend_from_slice(&chunk[..n]);
-            chunk = &chunk[n..];
-            done += n as u64;
-            if buf.len() == bs || done == size {
-                each(&mut buf)?;
-                buf.clear();
-            }
-        }
-        Ok(())
-    })
+    while done < size {
+        let len = (size - done).min(bs as u64) as usize;
+        let mut block = buffers.take();
+        block.resize(len, 0);
+        reader.fill(&mut block)?;
+        done += len as u64;
+        each(block)?;
+    }
+    reader.finish()
 }
+
 fn is_zero(bytes: &[u8]) -> bool {
     let (words, rest) = bytes.as_chunks::<16>();
     words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|b| *b == 0)
@@ -764,68 +781,244 @@ fn source_path(source: &FileSource) -> std::path::PathBuf {
     }
 }
 
-/// Reads exactly `size` bytes of `source` in chunks, failing if it is shorter
-/// or longer than that (the file changed since the tree was built).
-fn read_exact_size(
-    source: &FileSource,
-    size: u64,
-    mut each: impl FnMut(&[u8]) -> Result<(), Error>,
-) -> Result<(), Error> {
-    match source {
-        FileSource::Bytes(bytes) => {
-            if bytes.len() as u64 != size {
-                return Err(Error::FileChanged {
-                    path: source_path(source),
-                    expected: size,
-                    found: bytes.len() as u64,
-                });
+/// Reads exactly `size` bytes of a file's source, front to back, failing if
+/// it is shorter or longer than that (the file changed since the tree was built).
+enum SourceReader<'a> {
+    Bytes(&'a [u8]),
+    Host {
+        file: File,
+        path: &'a Path,
+        size: u64,
+        done: u64,
+    },
+}
+
+impl<'a> SourceReader<'a> {
+    fn open(source: &'a FileSource, size: u64) -> Result<SourceReader<'a>, Error> {
+        match source {
+            FileSource::Bytes(bytes) if bytes.len() as u64 == size => {
+                Ok(SourceReader::Bytes(bytes))
             }
-            for chunk in bytes.chunks(1 << 20) {
-                each(chunk)?;
-            }
-            Ok(())
+            FileSource::Bytes(bytes) => Err(Error::FileChanged {
+                path: source_path(source),
+                expected: size,
+                found: bytes.len() as u64,
+            }),
+            FileSource::Host { path, .. } => Ok(SourceReader::Host {
+                file: File::open(path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?,
+                path,
+                size,
+                done: 0,
+            }),
         }
-        FileSource::Host { path, .. } => {
-            let read_err = |source: io::Error| Error::Read {
-                path: path.clone(),
-                source,
-            };
-            let mut file = File::open(path).map_err(read_err)?;
-            let mut buf = vec![0u8; (1 << 20).min(size.max(1) as usize)];
-            let mut done = 0u64;
-            while done < size {
-                let want = buf.len().min((size - done) as usize);
-                let n = match file.read(&mut buf[..want]) {
-                    Ok(0) => {
-                        return Err(Error::FileChanged {
-                            path: path.clone(),
-                            expected: size,
-                            found: done,
-                        });
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(read_err(e)),
-                };
-                each(&buf[..n])?;
-                done += n as u64;
+    }
+
+    /// Fills `buf` with the next `buf.len()` bytes.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        match self {
+            SourceReader::Bytes(rest) => {
+                let (head, tail) = rest.split_at(buf.len());
+                buf.copy_from_slice(head);
+                *rest = tail;
+                Ok(())
             }
-            let mut probe = [0u8; 1];
-            loop {
-                match file.read(&mut probe) {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => {
-                        let more = size + 1;
-                        return Err(Error::FileChanged {
-                            path: path.clone(),
-                            expected: size,
-                            found: more,
-                        });
+            SourceReader::Host {
+                file,
+                path,
+                size,
+                done,
+            } => {
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match file.read(&mut buf[filled..]) {
+                        Ok(0) => {
+                            return Err(Error::FileChanged {
+                                path: path.to_path_buf(),
+                                expected: *size,
+                                found: *done + filled as u64,
+                            });
+                        }
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(source) => {
+                            return Err(Error::Read {
+                                path: path.to_path_buf(),
+                                source,
+                            })
+                        }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(read_err(e)),
                 }
+                *done += filled as u64;
+                Ok(())
             }
         }
+    }
+
+    /// Checks that the file ends where it should.
+    fn finish(self) -> Result<(), Error> {
+        let SourceReader::Host {
+            mut file,
+            path,
+            size,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let mut probe = [0u8; 1];
+        loop {
+            return match file.read(&mut probe) {
+                Ok(0) => Ok(()),
+                Ok(_) => Err(Error::FileChanged {
+                    path: path.to_path_buf(),
+                    expected: size,
+                    found: size + 1,
+                }),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => Err(Error::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            };
+        }
+    }
+}
+
+/// Block-sized buffers, recycled: a block is read into one, which goes back
+/// once the block is compressed (or written, when stored raw), so packing
+/// does not allocate, and fault in, a fresh buffer per block. Holds at most
+/// `keep` buffers, as many as can be in flight at once.
+#[derive(Debug)]
+struct Buffers {
+    size: usize,
+    keep: usize,
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Buffers {
+    fn new(size: usize, keep: usize) -> Buffers {
+        Buffers {
+            size,
+            keep,
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An empty buffer with room for a block.
+    fn take(&self) -> Vec<u8> {
+        let recycled = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        recycled.unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    /// Takes `buf` back if it is one of ours (any other buffer is dropped).
+    fn give(&self, mut buf: Vec<u8>) {
+        if buf.capacity() != self.size {
+            return;
+        }
+        buf.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < self.keep {
+            free.push(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(path: &Path) -> FileSource {
+        FileSource::Host {
+            path: path.to_path_buf(),
+            sparse: false,
+            stat: None,
+        }
+    }
+
+    /// Reads `source` as the writer does for a large file, in 4-byte blocks.
+    fn blocks_of(source: &FileSource, size: u64) -> Result<Vec<Vec<u8>>, Error> {
+        let buffers = Buffers::new(4, 2);
+        let mut blocks = Vec::new();
+        read_blocks(source, size, 4, &buffers, |b| {
+            blocks.push(b);
+            Ok(())
+        })?;
+        Ok(blocks)
+    }
+
+    #[test]
+    fn a_file_is_read_in_blocks_of_exactly_its_listed_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let blocks = blocks_of(&host(&path), 10).unwrap();
+        assert_eq!(blocks, [&b"0123"[..], b"4567", b"89"]);
+        let bytes = FileSource::Bytes(Arc::from(&b"0123456789"[..]));
+        assert_eq!(blocks_of(&bytes, 10).unwrap(), blocks);
+        assert_eq!(read_small(&host(&path), 10).unwrap().0, b"0123456789");
+    }
+
+    #[test]
+    fn a_file_that_shrank_or_grew_since_it_was_listed_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let found = |r: Result<(), Error>| match r {
+            Err(Error::FileChanged {
+                path: p,
+                expected,
+                found,
+            }) => {
+                assert_eq!(p, path);
+                (expected, found)
+            }
+            other => panic!("expected FileChanged, got {other:?}"),
+        };
+        // Listed as longer than it is: it ends early.
+        assert_eq!(found(blocks_of(&host(&path), 12).map(drop)), (12, 10));
+        assert_eq!(found(read_small(&host(&path), 11).map(drop)), (11, 10));
+        // Listed as shorter: a byte is left after the listed size.
+        assert_eq!(found(blocks_of(&host(&path), 8).map(drop)), (8, 9));
+        assert_eq!(found(read_small(&host(&path), 9).map(drop)), (9, 10));
+        let bytes = FileSource::Bytes(Arc::from(&b"01"[..]));
+        assert!(matches!(
+            blocks_of(&bytes, 3),
+            Err(Error::FileChanged {
+                expected: 3,
+                found: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn buffers_are_recycled_up_to_their_bound_and_only_their_own() {
+        let buffers = Buffers::new(8, 2);
+        let a = buffers.take();
+        let first = a.as_ptr();
+        assert!(a.capacity() == 8 && a.is_empty());
+        buffers.give(a);
+        let mut again = buffers.take();
+        assert_eq!(again.as_ptr(), first, "a given buffer is taken again");
+        again.extend_from_slice(b"abc");
+        buffers.give(again);
+        assert!(
+            buffers.take().is_empty(),
+            "a recycled buffer comes back empty"
+        );
+        // A buffer of another capacity is dropped, not kept.
+        buffers.give(Vec::with_capacity(3));
+        assert_eq!(buffers.free.lock().unwrap().len(), 0);
+        for _ in 0..3 {
+            buffers.give(Vec::with_capacity(8));
+        }
+        assert_eq!(
+            buffers.free.lock().unwrap().len(),
+            2,
+            "at most `keep` are kept"
+        );
     }
 }
