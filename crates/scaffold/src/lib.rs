@@ -173,7 +173,7 @@ pub fn rootfs(spec: &Spec, closure: &Closure) -> Result<Tree, Error> {
         let size = text.len() as u64;
         let body = Kind::File {
             source: FileSource::Host {
-                path: unit.source.clone(),
+                path: unit.source.clone().into(),
                 sparse: false,
                 stat: None,
             },

@@ -776,7 +776,7 @@ fn is_zero(bytes: &[u8]) -> bool {
 
 fn source_path(source: &FileSource) -> std::path::PathBuf {
     match source {
-        FileSource::Host { path, .. } => path.clone(),
+        FileSource::Host { path, .. } => path.to_path_buf(),
         FileSource::Bytes(_) => "<generated>".into(),
     }
 }
@@ -787,7 +787,7 @@ enum SourceReader<'a> {
     Bytes(&'a [u8]),
     Host {
         file: File,
-        path: &'a Path,
+        path: PathBuf,
         size: u64,
         done: u64,
     },
@@ -804,15 +804,18 @@ impl<'a> SourceReader<'a> {
                 expected: size,
                 found: bytes.len() as u64,
             }),
-            FileSource::Host { path, .. } => Ok(SourceReader::Host {
-                file: File::open(path).map_err(|source| Error::Read {
-                    path: path.clone(),
-                    source,
-                })?,
-                path,
-                size,
-                done: 0,
-            }),
+            FileSource::Host { path, .. } => {
+                let path = path.to_path_buf();
+                Ok(SourceReader::Host {
+                    file: File::open(&path).map_err(|source| Error::Read {
+                        path: path.clone(),
+                        source,
+                    })?,
+                    path,
+                    size,
+                    done: 0,
+                })
+            }
         }
     }
 
@@ -932,7 +935,7 @@ mod tests {
 
     fn host(path: &Path) -> FileSource {
         FileSource::Host {
-            path: path.to_path_buf(),
+            path: path.into(),
             sparse: false,
             stat: None,
         }

@@ -10,10 +10,11 @@ use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::tree::Xattrs;
 use crate::tree::{components, tree_error};
-use crate::{Error, FileSource, Fingerprint, InodeId, Kind, Metadata, Tree};
+use crate::{Error, FileSource, Fingerprint, HostPath, InodeId, Kind, Metadata, Tree};
 
 /// The xattr namespaces SquashFS can store.
 const XATTR_PREFIXES: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
@@ -101,16 +102,18 @@ impl Tree {
 
     fn graft_entry(&mut self, parent: InodeId, name: &[u8], host: &Path) -> Result<InodeId, Error> {
         let stat = lstat(host)?;
-        self.graft_stat(parent, name, host, stat)
+        self.graft_stat(parent, name, host, stat, None)
     }
 
-    /// [`Tree::graft_entry`] with the entry's `lstat` already taken.
+    /// [`Tree::graft_entry`] with the entry's `lstat` already taken; `in_dir`
+    /// is the host folder `host` was listed from, if it was.
     fn graft_stat(
         &mut self,
         parent: InodeId,
         name: &[u8],
         host: &Path,
         stat: fs::Metadata,
+        in_dir: Option<&Arc<Path>>,
     ) -> Result<InodeId, Error> {
         let meta = metadata_of(host, &stat)?;
         let file_type = stat.file_type();
@@ -130,7 +133,12 @@ impl Tree {
             let sparse = stat.blocks().saturating_mul(512) < stat.size();
             Kind::File {
                 source: FileSource::Host {
-                    path: host.to_path_buf(),
+                    path: match (in_dir, host.file_name()) {
+                        (Some(dir), Some(file_name)) => {
+                            HostPath::in_dir(Arc::clone(dir), file_name)
+                        }
+                        _ => HostPath::from(host),
+                    },
                     sparse,
                     stat: Some(Fingerprint::of(&stat)),
                 },
@@ -169,8 +177,9 @@ impl Tree {
             entries.push((entry.file_name(), path, stat));
         }
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let shared: Arc<Path> = Arc::from(host);
         for (name, path, stat) in entries {
-            self.graft_stat(dir, name.as_bytes(), &path, stat)?;
+            self.graft_stat(dir, name.as_bytes(), &path, stat, Some(&shared))?;
         }
         Ok(())
     }

@@ -35,5 +35,5 @@ pub use cache::{Cache, CacheConfig, CacheReport, CacheStats, DEFAULT_MAX_BYTES};
 pub use compress::{BcjFilter, Compression, DictSize};
 pub use error::Error;
 pub use options::{parse_block_size, Options};
-pub use tree::{FileSource, Fingerprint, InodeId, Kind, Metadata, Tree, Xattrs};
+pub use tree::{FileSource, Fingerprint, HostPath, InodeId, Kind, Metadata, Tree, Xattrs};
 pub use writer::{write_image, write_to, Report};

@@ -62,7 +62,7 @@ pub enum FileSource {
     /// A host file, read once while the image is written.
     Host {
         /// The host path.
-        path: PathBuf,
+        path: HostPath,
         /// Whether the file occupies fewer blocks on disk than its size (it has holes).
         sparse: bool,
         /// The file's stat fingerprint when it was listed, which lets a
@@ -71,6 +71,50 @@ pub enum FileSource {
     },
     /// Bytes held in memory (generated files).
     Bytes(Arc<[u8]>),
+}
+
+/// A host file's path, kept as its folder's path, shared by every file listed
+/// from that folder, and its name: a tree of many small files holds each
+/// folder's path once rather than once per file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPath {
+    dir: Arc<Path>,
+    /// Empty when the path has no last component to split off (`/`, `..`).
+    name: Box<OsStr>,
+}
+
+impl HostPath {
+    /// The entry `name` of the folder `dir`.
+    pub fn in_dir(dir: Arc<Path>, name: &OsStr) -> HostPath {
+        HostPath {
+            dir,
+            name: name.into(),
+        }
+    }
+
+    /// The whole path.
+    pub fn to_path_buf(&self) -> PathBuf {
+        if self.name.is_empty() {
+            self.dir.to_path_buf()
+        } else {
+            self.dir.join(&*self.name)
+        }
+    }
+}
+
+impl From<&Path> for HostPath {
+    fn from(path: &Path) -> HostPath {
+        match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => HostPath::in_dir(Arc::from(dir), name),
+            _ => HostPath::in_dir(Arc::from(path), OsStr::new("")),
+        }
+    }
+}
+
+impl From<PathBuf> for HostPath {
+    fn from(path: PathBuf) -> HostPath {
+        HostPath::from(path.as_path())
+    }
 }
 
 /// A host file's identity as `lstat` saw it: device, inode, size, and mtime
@@ -377,6 +421,39 @@ pub(crate) fn tree_error(name: &[u8], reason: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_path_is_split_and_joined_back_to_the_same_file() {
+        for path in [
+            "/a/b/c.html",
+            "rel/f",
+            "f",
+            "/",
+            "/a",
+            "..",
+            "a/..",
+            ".",
+            "./f",
+            "a/b/",
+        ] {
+            let host = HostPath::from(Path::new(path));
+            assert_eq!(
+                host.to_path_buf().components().collect::<Vec<_>>(),
+                Path::new(path).components().collect::<Vec<_>>(),
+                "{path}"
+            );
+        }
+        let dir: Arc<Path> = Arc::from(Path::new("/nix/store/x-foo/share"));
+        let a = HostPath::in_dir(Arc::clone(&dir), OsStr::new("a.txt"));
+        let b = HostPath::in_dir(Arc::clone(&dir), OsStr::new("b.txt"));
+        assert_eq!(a.to_path_buf(), Path::new("/nix/store/x-foo/share/a.txt"));
+        assert_ne!(a, b);
+        assert_eq!(
+            Arc::strong_count(&dir),
+            3,
+            "the folder's path is shared, not copied"
+        );
+    }
 
     fn file(bytes: &[u8]) -> Kind {
         Kind::File {

@@ -612,7 +612,7 @@ fn host_files_round_trip() {
         std::fs::write(&path, &data).expect("write host file");
         let kind = Kind::File {
             source: FileSource::Host {
-                path,
+                path: path.into(),
                 sparse: false,
                 stat: None,
             },
@@ -647,7 +647,7 @@ fn host_files_round_trip() {
     data[200_000..200_006].copy_from_slice(b"island");
     let kind = Kind::File {
         source: FileSource::Host {
-            path: sparse_path,
+            path: sparse_path.into(),
             sparse: true,
             stat: None,
         },
