@@ -1,12 +1,10 @@
 //! The `mkportable` command line; invoked as `mksquashfs`, it speaks mksquashfs's syntax.
 //!
-//! Glue only: the work lives in the library crates. This binary tunes the
-//! allocator ([`alloc`]), parses arguments ([`args`], [`build`], [`cache`],
-//! [`closure`], [`squash`], [`mksquashfs`]),
+//! Glue only: the work lives in the library crates. This binary parses
+//! arguments ([`args`], [`build`], [`cache`], [`closure`], [`squash`], [`mksquashfs`]),
 //! runs one build ([`job`]), and turns any error into a message on stderr and
 //! an exit code ([`exit`]).
 
-mod alloc;
 mod args;
 mod build;
 mod cache;
@@ -22,7 +20,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    alloc::tune();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let res = match argv.split_first() {
         Some((argv0, rest)) if mksquashfs::is_invoked_as(argv0) => mksquashfs::run(rest),

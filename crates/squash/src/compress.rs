@@ -525,24 +525,35 @@ fn zstd(input: &[u8], level: i32) -> Option<Vec<u8>> {
     // MiB, and allocating one per block churns the allocator's per-thread arenas
     // (peak RSS). A reused context gives the same bytes: every frame starts from
     // a reset session with the same parameters.
+    //
+    // The frame goes to a scratch buffer of the thread, then to a vector of
+    // its exact size: a fresh block-sized output per block would churn the
+    // allocator too (see `compress/xz.rs`).
     thread_local! {
         static ENCODER: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
             const { std::cell::RefCell::new(None) };
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let mut output = Vec::with_capacity(input.len().saturating_sub(1));
-    let written = ENCODER.with_borrow_mut(|slot| {
+    let room = input.len().saturating_sub(1);
+    ENCODER.with_borrow_mut(|slot| {
         if slot.as_ref().is_none_or(|(cached, _)| *cached != level) {
             let encoder =
                 zstd::bulk::Compressor::new(level).expect("levels are checked in Compressor::new");
             *slot = Some((level, encoder));
         }
         let (_, encoder) = slot.as_mut().expect("just filled");
-        // The only error left is "destination buffer is too small": the frame
-        // would not be smaller than the input.
-        encoder.compress_to_buffer(input, &mut output)
-    });
-    written.ok()?;
-    (output.len() < input.len()).then_some(output)
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.len() < room {
+                scratch.resize(room, 0);
+            }
+            // The only error left is "destination buffer is too small": the
+            // frame would not be smaller than the input.
+            let written = encoder
+                .compress_to_buffer(input, &mut scratch[..room])
+                .ok()?;
+            Some(scratch[..written].to_vec())
+        })
+    })
 }
 
 /// An `.xz` stream of `input` (CRC32 check, preset 6 with an LZMA2 dictionary

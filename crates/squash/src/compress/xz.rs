@@ -59,9 +59,13 @@ pub(super) fn compress(
     })
 }
 
-/// A liblzma stream, kept between blocks so its buffers are reused.
+/// A liblzma stream, kept between blocks so its buffers are reused, and the
+/// buffer its streams are written to: each is then copied to a vector of its
+/// exact size, as a fresh block-sized output per block would churn the
+/// allocator the same way fresh encoders did.
 struct Encoder {
     raw: sys::lzma_stream,
+    scratch: Vec<u8>,
 }
 
 impl Encoder {
@@ -71,6 +75,7 @@ impl Encoder {
         // pointer, for which zero is a valid value.
         Encoder {
             raw: unsafe { std::mem::zeroed() },
+            scratch: Vec::new(),
         }
     }
 
@@ -119,7 +124,9 @@ impl Encoder {
         // Room for one byte less than the limit: a stream that does not fit
         // is abandoned (the next block re-initializes the encoder).
         let room = limit.saturating_sub(1);
-        let mut output: Vec<u8> = Vec::with_capacity(room);
+        let output = &mut self.scratch;
+        output.clear();
+        output.reserve(room);
         self.raw.next_in = input.as_ptr();
         self.raw.avail_in = input.len();
         self.raw.next_out = output.as_mut_ptr();
@@ -144,7 +151,7 @@ impl Encoder {
                 // SAFETY: liblzma wrote exactly `written` bytes (room minus
                 // what is left of avail_out) at the start of the spare capacity.
                 unsafe { output.set_len(written) };
-                Some(output)
+                Some(output.to_vec())
             }
             // Out of room: the stream would not be shorter than `limit`.
             sys::LZMA_OK | sys::LZMA_BUF_ERROR => None,
