@@ -13,6 +13,10 @@
 //! wall clock and by this thread's on-CPU time (`/proc/thread-self/schedstat`,
 //! which a busy machine does not inflate). The bound for T threads is the CPU
 //! time divided by T.
+//!
+//! This machine's speed drifts by several percent within an hour, so the bench
+//! measures each bound twice, before and after the corpus's cells, and uses the
+//! mean ([`Bound::again`]); the two figures show how far the machine moved.
 
 use std::collections::HashSet;
 use std::fs;
@@ -51,16 +55,34 @@ pub struct Bound {
     pub hole_bytes: u64,
     /// Whether `cpu` came from schedstat (false: it is the wall time).
     pub cpu_measured: bool,
+    /// The one-core time of a second measurement, after the cells: then
+    /// [`Bound::one_core`] is the mean of the two.
+    pub after: Option<Duration>,
 }
 
 impl Bound {
-    /// The time one core needs; CPU time when measured, else wall time.
+    /// The time one core needs; CPU time when measured, else wall time; the
+    /// mean of both measurements once measured [`again`](Bound::again).
     pub fn one_core(&self) -> Duration {
+        let before = self.before();
+        match self.after {
+            Some(after) => (before + after) / 2,
+            None => before,
+        }
+    }
+
+    /// The one-core time of the first measurement.
+    pub fn before(&self) -> Duration {
         if self.cpu_measured {
             self.cpu
         } else {
             self.wall
         }
+    }
+
+    /// Records `later`, the same bound measured again after the cells.
+    pub fn again(&mut self, later: &Bound) {
+        self.after = Some(later.before());
     }
 
     /// The bound for `threads` compressing threads.
@@ -289,5 +311,48 @@ fn deflate(c: &mut flate2::Compress, input: &[u8], out: &mut Vec<u8>) -> bool {
             Ok(flate2::Status::Ok) if out.len() < out.capacity() => continue,
             _ => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn measured_again_the_bound_is_the_mean() {
+        let mut b = Bound {
+            cpu: secs(70.0),
+            wall: secs(71.0),
+            cpu_measured: true,
+            ..Bound::default()
+        };
+        assert_eq!(b.one_core(), secs(70.0));
+        let later = Bound {
+            cpu: secs(80.0),
+            wall: secs(81.0),
+            cpu_measured: true,
+            ..Bound::default()
+        };
+        b.again(&later);
+        assert_eq!(b.before(), secs(70.0));
+        assert_eq!(b.after, Some(secs(80.0)));
+        assert_eq!(b.one_core(), secs(75.0));
+        assert_eq!(b.for_threads(2), 37.5);
+
+        // Without schedstat, wall times stand in for CPU times.
+        let mut w = Bound {
+            cpu: secs(1.0),
+            wall: secs(10.0),
+            ..Bound::default()
+        };
+        w.again(&Bound {
+            wall: secs(12.0),
+            ..Bound::default()
+        });
+        assert_eq!(w.one_core(), secs(11.0));
     }
 }

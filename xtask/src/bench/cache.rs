@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | cold, `--no-cache` | the baseline of the cold+cache ratio | |
 //! | mksquashfs, cold | the reference of every other ratio | |
-//! | cold, empty cache | a cold build that fills the cache | its cache folder emptied |
+//! | cold, empty cache | a cold build that fills the cache | its cache folder emptied (moved aside, see [`measure::Invocation::empty`]) |
 //! | warm, nothing changed | a rebuild of the same files | |
 //! | the same, `--trust-stat` | unchanged files are not read | |
 //! | warm, one file changed | a rebuild after an edit | a small file replaced by a new version |

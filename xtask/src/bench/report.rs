@@ -382,16 +382,23 @@ fn efficiency(bound: Option<&Bound>, threads: usize, tool: &ToolResult) -> Optio
 
 /// One line describing a bound.
 pub fn bound_line(b: &Bound) -> String {
+    let how = if b.cpu_measured {
+        "on-CPU time"
+    } else {
+        "wall time"
+    };
+    let measured = match b.after {
+        Some(after) => format!(
+            "mean of {:.2}s before the cells and {:.2}s after them, {how}",
+            b.before().as_secs_f64(),
+            after.as_secs_f64()
+        ),
+        None => format!("{how}; wall {:.2}s", b.wall.as_secs_f64()),
+    };
     format!(
-        "{:.2}s on one core ({}; wall {:.2}s), {} blocks, {:.1} MiB in, {:.1} MiB out; \
+        "{:.2}s on one core ({measured}), {} blocks, {:.1} MiB in, {:.1} MiB out; \
          {:.1} MiB of duplicate files and {:.1} MiB of holes not compressed",
         b.one_core().as_secs_f64(),
-        if b.cpu_measured {
-            "on-CPU time"
-        } else {
-            "wall time"
-        },
-        b.wall.as_secs_f64(),
         b.blocks,
         mib(b.bytes_in),
         mib(b.bytes_out),
@@ -1197,6 +1204,11 @@ fn stat_json(s: Stat) -> Json {
 fn bound_json(b: &Bound) -> Json {
     Json::Obj(vec![
         ("one_core_s", Json::Num(b.one_core().as_secs_f64())),
+        ("one_core_before_s", Json::Num(b.before().as_secs_f64())),
+        (
+            "one_core_after_s",
+            b.after.map_or(Json::Null, |a| Json::Num(a.as_secs_f64())),
+        ),
         ("cpu_s", Json::Num(b.cpu.as_secs_f64())),
         ("wall_s", Json::Num(b.wall.as_secs_f64())),
         ("cpu_measured", Json::Bool(b.cpu_measured)),
