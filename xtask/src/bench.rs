@@ -547,21 +547,22 @@ fn bench(args: &Args) -> Result<bool> {
             .copied()
             .filter(|c| c.kind == CellKind::Compare)
             .collect();
+        // The settings whose bound is measured, before the cells and again
+        // after them. The cache cells need no bound: nothing compares them with it.
+        let mut bound_settings: Vec<Setting> = Vec::new();
         if !args.no_bound {
-            // The cache cells need no bound: nothing compares them with it.
-            let mut settings: Vec<Setting> = Vec::new();
             for c in &compare {
-                if !settings.iter().any(|s| s.name == c.setting.name) {
-                    settings.push(c.setting);
+                if !bound_settings.iter().any(|s| s.name == c.setting.name) {
+                    bound_settings.push(c.setting);
                 }
             }
-            for s in settings {
-                print!("   bound {}: one core compressing every block … ", s.name);
-                flush();
-                let b = bound::measure(&roots, &s)?;
-                println!("{}", report::bound_line(&b));
-                result.bounds.push((s.name.to_string(), b));
-            }
+        }
+        for s in &bound_settings {
+            print!("   bound {}: one core compressing every block … ", s.name);
+            flush();
+            let b = bound::measure(&roots, s)?;
+            println!("{}", report::bound_line(&b));
+            result.bounds.push((s.name.to_string(), b));
         }
         run.corpora.push(result);
 
@@ -632,37 +633,27 @@ fn bench(args: &Args) -> Result<bool> {
             println!("{}", report::text_table(&cell_result, bound.as_ref()));
             flush();
             run.cells.push(cell_result);
-            run.meta.finish(started.elapsed());
-            fs::write(&json_path, report::json(&run))
-                .with_context(|| format!("writing {}", json_path.display()))?;
+            save_json(&mut run, started, &json_path)?;
         }
         // The machine's speed drifts: measure each bound again and use the
         // mean, so that a cell's efficiency is not judged against a bound
         // taken while the machine ran faster or slower than during the cell.
         if let Some(result) = run.corpora.last_mut() {
-            for (name, b) in &mut result.bounds {
-                let Some(setting) = [XZ, ZSTD, GZIP].into_iter().find(|s| s.name == name) else {
-                    continue;
-                };
-                print!("   bound {name} again, after the cells … ");
+            for (s, (_, b)) in bound_settings.iter().zip(&mut result.bounds) {
+                print!("   bound {} again, after the cells … ", s.name);
                 flush();
-                let later = bound::measure(&roots, &setting)?;
-                b.again(&later);
+                b.again(&bound::measure(&roots, s)?);
                 println!("{}", report::bound_line(b));
             }
-            if !result.bounds.is_empty() {
-                run.meta.finish(started.elapsed());
-                fs::write(&json_path, report::json(&run))
-                    .with_context(|| format!("writing {}", json_path.display()))?;
-            }
+        }
+        if !bound_settings.is_empty() {
+            save_json(&mut run, started, &json_path)?;
         }
         if let Kind::Nix(_) = &corpus.kind {
             let _ = fs::remove_dir_all(paths.work.join("seed-work"));
         }
     }
-    run.meta.finish(started.elapsed());
-    fs::write(&json_path, report::json(&run))
-        .with_context(|| format!("writing {}", json_path.display()))?;
+    save_json(&mut run, started, &json_path)?;
     println!();
     println!("{}", report::targets_text(&run));
     println!("results: {}", json_path.display());
@@ -672,6 +663,13 @@ fn bench(args: &Args) -> Result<bool> {
         println!("rewrote the results section of {}", md.display());
     }
     Ok(all_ok)
+}
+
+/// Writes what `run` has measured so far to `path` (`results.json`), with
+/// the time taken since `started`.
+fn save_json(run: &mut Run, started: Instant, path: &Path) -> Result<()> {
+    run.meta.finish(started.elapsed());
+    fs::write(path, report::json(run)).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Runs `tools` interleaved, `runs` rounds, skipping those in `broken`;
