@@ -45,7 +45,7 @@ pub struct CacheArgs {
     cache_size: Option<u64>,
     /// Do not read a file whose device, inode, size, mtime and ctime (in
     /// nanoseconds) all match an earlier build with --trust-stat (which records
-    /// them): reuse its hashes from the cache. Files changed in the last two
+    /// them): reuse what was learnt of it from the cache. Files changed in the last two
     /// seconds before a build are not recorded (file times are coarse).
     /// Safe for the Nix store and for normal writes, which always change ctime.
     /// Do not use it where something can rewrite files and restore their ctime
@@ -362,7 +362,7 @@ fn stats_text(dir: &Path, s: &CacheStats) -> String {
 /// - `type`: always `"cache-stats"`; `version`: the schema version, 1.
 /// - `folder`: the cache folder (lossily converted if it is not UTF-8).
 /// - `entries`, `bytes`: block entries and the bytes of their files;
-///   `record_bytes`: the bytes of the file-hash records (`--trust-stat`).
+///   `record_bytes`: the bytes of the file records (`--trust-stat`).
 fn stats_json(dir: &Path, s: &CacheStats) -> String {
     format!(
         "{{\"type\":\"cache-stats\",\"version\":1,\"folder\":{},\"entries\":{},\"bytes\":{},\"record_bytes\":{}}}",

@@ -32,11 +32,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use crate::cache::stat::BlockHashes;
-use crate::cache::{BlockKind, Cache, Key};
+use crate::cache::stat::{self, BlockHashes, Known};
+use crate::cache::{BlockKind, Cache, Ident, Key};
 use crate::compress::Compressor;
 use crate::fragments;
-use crate::{Error, FileSource};
+use crate::{Error, FileSource, Fingerprint};
 
 /// Size word bit: the block is stored uncompressed.
 pub(crate) const RAW_BIT: u32 = 1 << 24;
@@ -92,23 +92,76 @@ enum Dest {
 enum Piece {
     /// Read already.
     Bytes(Vec<u8>),
-    /// Not read: `len` bytes at `offset` of a host file, whose blake3 hash is `hash`.
+    /// Not read: `len` bytes at `offset` of a host file, checked by `check` once read.
     Deferred {
         path: PathBuf,
         offset: u64,
         len: usize,
-        hash: [u8; 32],
+        check: Check,
     },
+}
+
+/// What a deferred piece's content must hash to.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// This blake3 hash.
+    Hash([u8; 32]),
+    /// A hash with this [`fragments::tag`] (all a record keeps of most small files).
+    Tag(u64),
 }
 
 /// A small file waiting in the open fragment block.
 #[derive(Debug)]
 struct Member {
     piece: Piece,
-    /// Size and content hash.
-    key: (u64, [u8; 32]),
+    size: u64,
+    /// Its [`fragments::tag`].
+    tag: u64,
+    /// Its content hash, unless it was not read.
+    hash: Option<[u8; 32]>,
+    /// How a fragment recipe names it, when the user trusts stat.
+    ident: Option<Ident>,
     /// Its [`FileData`], whose fragment position is set when the block closes.
     data: usize,
+}
+
+/// A small file stored (not a duplicate), for finding its duplicates.
+#[derive(Debug)]
+struct Seen {
+    /// Its [`FileData`] (a `u32`: one of these is kept per distinct small file).
+    data: u32,
+    /// Its content hash; `None` until needed when it was not read.
+    hash: Option<[u8; 32]>,
+    /// Where to read it when its hash is needed.
+    path: Option<Box<Path>>,
+    /// Whether another file of the same size and tag came after it.
+    shared: bool,
+}
+
+/// A small file to record once the build knows which ones need their whole hash.
+#[derive(Debug)]
+struct SmallRecord {
+    fp: Fingerprint,
+    size: u64,
+    tag: u64,
+    hash: Option<[u8; 32]>,
+    data: usize,
+    /// Whether it was known from a record, and whether that kept its hash.
+    recorded: Option<bool>,
+}
+
+/// How a pool job finds its block's cache key.
+#[derive(Debug)]
+enum KeyPlan {
+    /// Known before the block is read.
+    Known(Key),
+    /// A fragment block of files not all read: hash its members (these
+    /// sizes, in order) once it is read, and record the key under `recipe`.
+    Derive {
+        settings: [u8; 32],
+        sizes: Vec<u64>,
+        recipe: Option<stat::RecipeKey>,
+    },
 }
 
 /// A block on its way to the image: its bytes in the image and whether they
@@ -145,10 +198,18 @@ pub(crate) struct DataWriter<'a, W: Write> {
     open_fragment: Vec<Member>,
     /// Their total size.
     open_fill: u64,
+    /// Large files stored, by size and file hash.
     seen: HashMap<(u64, [u8; 32]), usize>,
+    /// Small files stored, by size and tag (the first of each)…
+    seen_small: HashMap<(u64, u64), Seen>,
+    /// …and any later ones of the same size and tag but other content.
+    seen_small_more: HashMap<(u64, u64), Vec<Seen>>,
     /// Sizes of the large files stored so far: only these can have a duplicate.
     sizes_seen: HashSet<u64>,
     cache: Option<(Arc<Cache>, [u8; 32])>,
+    /// Whether the cache records files (the user trusts stat).
+    trust: bool,
+    small_records: Vec<SmallRecord>,
     buffers: Arc<Buffers>,
     pub(crate) bytes_in: u64,
     pub(crate) dedup_saved: u64,
@@ -183,8 +244,12 @@ impl<'a, W: Write> DataWriter<'a, W> {
             open_fragment: Vec::new(),
             open_fill: 0,
             seen: HashMap::new(),
+            seen_small: HashMap::new(),
+            seen_small_more: HashMap::new(),
             sizes_seen: HashSet::new(),
+            trust: cache.as_ref().is_some_and(|c| c.config().trust_stat),
             cache: cache.map(|c| (c, settings)),
+            small_records: Vec::new(),
             buffers: Arc::new(buffers),
             bytes_in: 0,
             dedup_saved: 0,
@@ -207,8 +272,8 @@ impl<'a, W: Write> DataWriter<'a, W> {
                     if size == 0 || size >= bs as u64 {
                         return Ahead::Nothing;
                     }
-                    match trusted_hashes(cache, bs, source, size) {
-                        Some(hashes) => Ahead::Trusted(hashes),
+                    match trusted(cache, bs, source, size) {
+                        Some(known) => Ahead::Trusted(known),
                         None => Ahead::Read(read_small(source, size)),
                     }
                 })
@@ -240,10 +305,10 @@ impl<'a, W: Write> DataWriter<'a, W> {
             _ => None,
         };
         let (known, read) = match ahead {
-            Ahead::Trusted(hashes) => (Some(hashes), None),
+            Ahead::Trusted(known) => (Some(known), None),
             Ahead::Read(read) => (None, Some(read)),
             Ahead::Nothing => (
-                trusted_hashes(
+                trusted(
                     self.cache.as_ref().map(|(c, _)| &**c),
                     bs as usize,
                     source,
@@ -255,59 +320,66 @@ impl<'a, W: Write> DataWriter<'a, W> {
         if let Some(cache) = known.as_ref().and(self.cache.as_ref()) {
             cache.0.not_read(size);
         }
-        let stored = if size < u64::from(bs) {
-            self.add_small(source, size, known, read)
-        } else {
-            self.add_large(source, size, known)
-        }?;
-        if let (Some(fp), Some(hashes), Some((cache, _))) = (fingerprint, stored.1, &self.cache) {
-            cache.record(&fp, bs, hashes);
+        if size < u64::from(bs) {
+            return self.add_small(source, size, fingerprint, known, read);
         }
-        Ok(stored.0)
+        let known = known.and_then(|known| match known {
+            Known::Blocks(hashes) => Some(hashes),
+            Known::Small { .. } => None,
+        });
+        let (data, hashes) = self.add_large(source, size, known)?;
+        if let (Some(fp), Some(hashes), Some((cache, _))) = (fingerprint, hashes, &self.cache) {
+            cache.record(&fp, bs, Known::Blocks(hashes));
+        }
+        Ok(data)
     }
 
     /// A file smaller than a block: a fragment member (or one short block).
-    /// Returns its data index and, if it was read, its hash to record.
+    /// Returns its data index.
     fn add_small(
         &mut self,
         source: &FileSource,
         size: u64,
-        known: Option<BlockHashes>,
+        fp: Option<Fingerprint>,
+        known: Option<Known>,
         read: Option<Result<SmallFile, Error>>,
-    ) -> Result<(usize, Option<BlockHashes>), Error> {
-        let (piece, hash, read) = match known {
-            Some(hashes) => {
-                let hash = hashes[0];
+    ) -> Result<usize, Error> {
+        let recorded = match &known {
+            Some(Known::Small { hash, .. }) => Some(hash.is_some()),
+            _ => None,
+        };
+        let (piece, tag, mut hash) = match known {
+            Some(Known::Small { tag, hash }) => {
                 let piece = Piece::Deferred {
                     path: source_path(source),
                     offset: 0,
                     len: size as usize,
-                    hash,
+                    check: hash.map_or(Check::Tag(tag), Check::Hash),
                 };
-                (piece, hash, None)
+                (piece, tag, hash)
             }
-            None => {
+            _ => {
                 let (content, hash) = match read {
                     Some(done) => done?,
                     None => read_small(source, size)?,
                 };
-                (
-                    Piece::Bytes(content),
-                    hash,
-                    Some(BlockHashes::from(vec![hash])),
-                )
+                (Piece::Bytes(content), fragments::tag(&hash), Some(hash))
             }
         };
-        let key = (size, hash);
-        if let Some(idx) = self.lookup(key, size) {
-            return Ok((idx, read));
+        if let Some(idx) = self.find_small(size, tag, &mut hash, &piece)? {
+            self.note_small(fp, (size, tag, hash), idx, recorded);
+            return Ok(idx);
         }
         let data = self.files.len();
         self.files.push(FileData {
             fragment: (NO_FRAGMENT, 0),
             ..FileData::default()
         });
-        if hash == ZERO {
+        let unread = match &piece {
+            Piece::Deferred { path, .. } if hash.is_none() => Some(path.clone()),
+            _ => None,
+        };
+        if hash == Some(ZERO) {
             // As mksquashfs: an all-zero small file is one hole, no fragment.
             self.files[data].sizes.push(0);
             self.pending.push_back((
@@ -318,8 +390,8 @@ impl<'a, W: Write> DataWriter<'a, W> {
         } else if self.opts.fragments {
             let bs = self.opts.block_size as u64;
             while !self.open_fragment.is_empty() && self.open_fill + size > bs {
-                let members: Vec<(u64, [u8; 32])> =
-                    self.open_fragment.iter().map(|m| m.key).collect();
+                let members: Vec<(u64, u64)> =
+                    self.open_fragment.iter().map(|m| (m.size, m.tag)).collect();
                 let n = if self.opts.stable_fragments {
                     fragments::cut(&members, bs)
                 } else {
@@ -327,23 +399,179 @@ impl<'a, W: Write> DataWriter<'a, W> {
                 };
                 self.close_fragment(n)?;
             }
-            self.open_fragment.push(Member { piece, key, data });
+            let ident = match (fp, hash) {
+                (Some(fp), _) if self.cache_records(&fp) => {
+                    Some(Ident::File(stat::record_key(&fp, bs as u32)))
+                }
+                (_, Some(hash)) => Some(Ident::Content(hash)),
+                (_, None) => None,
+            };
+            self.open_fragment.push(Member {
+                piece,
+                size,
+                tag,
+                hash,
+                ident,
+                data,
+            });
             self.open_fill += size;
-            if self.opts.stable_fragments && fragments::ends_run(size, bs, &hash) {
+            if self.opts.stable_fragments && fragments::ends_run(size, bs, tag) {
                 self.close_fragment(self.open_fragment.len())?;
             }
         } else {
             self.files[data].sizes.push(0);
+            let hash = match hash {
+                Some(hash) => hash,
+                None => {
+                    let found = hash_unread(&source_path(source), size, tag)?;
+                    *hash.insert(found)
+                }
+            };
             let cache_key = self.block_key(&hash);
             self.submit(
                 Dest::Block { data, block: 0 },
                 vec![piece],
                 size as usize,
-                cache_key,
+                cache_key.map(KeyPlan::Known),
             )?;
         }
-        self.remember(key, data);
-        Ok((data, read))
+        self.remember_small(size, tag, hash, unread, data);
+        self.note_small(fp, (size, tag, hash), data, recorded);
+        Ok(data)
+    }
+
+    /// Whether the cache will record the file with fingerprint `fp`.
+    fn cache_records(&self, fp: &Fingerprint) -> bool {
+        self.trust && self.cache.as_ref().is_some_and(|(c, _)| c.recordable(fp))
+    }
+
+    /// An earlier small file with the same content, if deduplicating. A tag
+    /// is not an identity: when one is found with the same size and tag,
+    /// whichever of the two was not read is read now for its whole hash.
+    fn find_small(
+        &mut self,
+        size: u64,
+        tag: u64,
+        hash: &mut Option<[u8; 32]>,
+        piece: &Piece,
+    ) -> Result<Option<usize>, Error> {
+        if !self.opts.dedup {
+            return Ok(None);
+        }
+        let key = (size, tag);
+        let Some(first) = self.seen_small.get_mut(&key) else {
+            return Ok(None);
+        };
+        first.shared = true;
+        let mine = match (*hash, piece) {
+            (Some(hash), _) => hash,
+            (None, Piece::Deferred { path, .. }) => *hash.insert(hash_unread(path, size, tag)?),
+            (None, Piece::Bytes(bytes)) => *hash.insert(*blake3::hash(bytes).as_bytes()),
+        };
+        let more = self.seen_small_more.get_mut(&key);
+        let more = more.map_or(&mut [][..], |v| v.as_mut_slice());
+        for seen in std::iter::once(first).chain(more.iter_mut()) {
+            let theirs = match (seen.hash, &seen.path) {
+                (Some(hash), _) => hash,
+                (None, Some(path)) => *seen.hash.insert(hash_unread(path, size, tag)?),
+                (None, None) => unreachable!("a small file stored unread keeps its path"),
+            };
+            if theirs == mine {
+                self.dedup_saved += size;
+                return Ok(Some(seen.data as usize));
+            }
+        }
+        Ok(None)
+    }
+
+    fn remember_small(
+        &mut self,
+        size: u64,
+        tag: u64,
+        hash: Option<[u8; 32]>,
+        path: Option<PathBuf>,
+        data: usize,
+    ) {
+        if !self.opts.dedup {
+            return;
+        }
+        let seen = Seen {
+            data: data as u32,
+            hash,
+            path: path
+                .filter(|_| hash.is_none())
+                .map(PathBuf::into_boxed_path),
+            shared: false,
+        };
+        match self.seen_small.entry((size, tag)) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(seen);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.seen_small_more
+                    .entry((size, tag))
+                    .or_default()
+                    .push(seen);
+            }
+        }
+    }
+
+    /// Keeps what is to be recorded of a small file, when the cache records files.
+    fn note_small(
+        &mut self,
+        fp: Option<Fingerprint>,
+        (size, tag, hash): (u64, u64, Option<[u8; 32]>),
+        data: usize,
+        recorded: Option<bool>,
+    ) {
+        // A record that kept the hash has nothing more to learn.
+        if recorded == Some(true) {
+            return;
+        }
+        if let Some(fp) = fp.filter(|_| self.trust) {
+            self.small_records.push(SmallRecord {
+                fp,
+                size,
+                tag,
+                hash,
+                data,
+                recorded,
+            });
+        }
+    }
+
+    /// Records the small files: with their whole hash when another file of
+    /// this build had the same size and tag (so the next build need not read
+    /// them to tell duplicates apart), or when all zero; else only the tag.
+    fn record_small_files(&mut self) {
+        let Some((cache, _)) = &self.cache else {
+            return;
+        };
+        let bs = self.opts.block_size as u32;
+        for record in self.small_records.drain(..) {
+            let key = (record.size, record.tag);
+            let first = self.seen_small.get(&key);
+            let shared = first.is_some_and(|s| s.shared) || self.seen_small_more.contains_key(&key);
+            let hash = record.hash.or_else(|| {
+                std::iter::once(first?)
+                    .chain(self.seen_small_more.get(&key).into_iter().flatten())
+                    .find(|s| s.data as usize == record.data)?
+                    .hash
+            });
+            let keep = hash.filter(|h| shared || *h == ZERO);
+            if record.recorded.is_some() && keep.is_none() {
+                // Its record says as much already.
+                continue;
+            }
+            cache.record(
+                &record.fp,
+                bs,
+                Known::Small {
+                    tag: record.tag,
+                    hash: keep,
+                },
+            );
+        }
     }
 
     /// A file of at least one block: its blocks go to the pool one by one.
@@ -377,10 +605,10 @@ impl<'a, W: Write> DataWriter<'a, W> {
                         path: path.clone(),
                         offset: (block * bs) as u64,
                         len,
-                        hash: *hash,
+                        check: Check::Hash(*hash),
                     };
                     let cache_key = self.block_key(hash);
-                    self.submit(dest, vec![piece], len, cache_key)?;
+                    self.submit(dest, vec![piece], len, cache_key.map(KeyPlan::Known))?;
                 }
             }
             self.remember(key, data);
@@ -429,7 +657,12 @@ impl<'a, W: Write> DataWriter<'a, W> {
             let hash = *blake3::hash(&content).as_bytes();
             hashes.push(hash);
             let cache_key = self.block_key(&hash);
-            self.submit(dest, vec![Piece::Bytes(content)], len, cache_key)
+            self.submit(
+                dest,
+                vec![Piece::Bytes(content)],
+                len,
+                cache_key.map(KeyPlan::Known),
+            )
         })?;
         let hash = file_hash(&hashes);
         if expected.is_some_and(|expected| expected != hash) {
@@ -486,16 +719,20 @@ impl<'a, W: Write> DataWriter<'a, W> {
         let mut offset = 0u64;
         for member in self.open_fragment.drain(..n) {
             self.files[member.data].fragment = (index as u32, offset as u32);
-            offset += member.key.0;
+            offset += member.size;
             pieces.push(member.piece);
-            members.push(member.key);
+            members.push(MemberKey {
+                size: member.size,
+                hash: member.hash,
+                ident: member.ident,
+            });
         }
         self.open_fill -= offset;
-        let cache_key = self
+        let plan = self
             .cache
             .as_ref()
-            .map(|(_, settings)| Cache::fragment_key(settings, &members));
-        self.submit(Dest::Fragment(index), pieces, offset as usize, cache_key)
+            .map(|(cache, settings)| fragment_plan(cache, settings, self.trust, &members));
+        self.submit(Dest::Fragment(index), pieces, offset as usize, plan)
     }
 
     /// Hands a block of `len` bytes to the pool at once (reading goes on
@@ -506,17 +743,20 @@ impl<'a, W: Write> DataWriter<'a, W> {
         dest: Dest,
         pieces: Vec<Piece>,
         len: usize,
-        key: Option<Key>,
+        plan: Option<KeyPlan>,
     ) -> Result<(), Error> {
         let (tx, rx) = mpsc::sync_channel(1);
         let comp = Arc::clone(&self.comp);
-        let cache = key.and(self.cache.as_ref().map(|(c, _)| Arc::clone(c)));
+        let cache = plan
+            .is_some()
+            .then(|| self.cache.as_ref().map(|(c, _)| Arc::clone(c)));
+        let cache = cache.flatten();
         let buffers = Arc::clone(&self.buffers);
         let fragment = matches!(dest, Dest::Fragment(_));
         self.pool.spawn(move || {
             let result = pack_block(
                 &comp,
-                cache.as_deref().zip(key.as_ref()),
+                cache.as_deref().zip(plan),
                 &buffers,
                 fragment,
                 pieces,
@@ -593,6 +833,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
     pub(crate) fn finish(mut self) -> Result<DataArea, Error> {
         self.close_fragment(self.open_fragment.len())?;
         self.flush()?;
+        self.record_small_files();
         Ok(DataArea {
             end: self.pos,
             files: self.files,
@@ -606,19 +847,58 @@ impl<'a, W: Write> DataWriter<'a, W> {
 /// A small file's content and its hash (`ZERO` when all zero).
 type SmallFile = (Vec<u8>, [u8; 32]);
 
-/// The block hashes `cache` trusts for `source` of `size` bytes by its
-/// fingerprint, at block size `bs`, if any.
-fn trusted_hashes(
-    cache: Option<&Cache>,
-    bs: usize,
-    source: &FileSource,
-    size: u64,
-) -> Option<BlockHashes> {
+/// What `cache` trusts of `source` of `size` bytes by its fingerprint, at
+/// block size `bs`, if anything.
+fn trusted(cache: Option<&Cache>, bs: usize, source: &FileSource, size: u64) -> Option<Known> {
     match source {
-        FileSource::Host { stat: Some(fp), .. } if fp.size == size => {
-            cache?.trusted_hashes(fp, bs as u32)
-        }
+        FileSource::Host { stat: Some(fp), .. } if fp.size == size => cache?.trusted(fp, bs as u32),
         _ => None,
+    }
+}
+
+/// What a fragment block's cache key is made of, for one member.
+#[derive(Debug, Clone, Copy)]
+struct MemberKey {
+    size: u64,
+    /// Its content hash, unless it was not read.
+    hash: Option<[u8; 32]>,
+    /// How a recipe names it, when the user trusts stat.
+    ident: Option<Ident>,
+}
+
+/// How the pool job for a fragment block of `members` finds its cache key:
+/// from the members' hashes when all were read (recording the recipe), else
+/// from a recipe an earlier build recorded, else from the members' hashes
+/// once the block is read.
+fn fragment_plan(
+    cache: &Cache,
+    settings: &[u8; 32],
+    trust: bool,
+    members: &[MemberKey],
+) -> KeyPlan {
+    let recipe = if trust {
+        let idents: Option<Vec<(u64, Ident)>> =
+            members.iter().map(|m| Some((m.size, m.ident?))).collect();
+        idents.map(|idents| Cache::recipe_key(settings, &idents))
+    } else {
+        None
+    };
+    let hashes: Option<Vec<(u64, [u8; 32])>> =
+        members.iter().map(|m| Some((m.size, m.hash?))).collect();
+    if let Some(hashes) = hashes {
+        let key = Cache::fragment_key(settings, &hashes);
+        if let Some(recipe) = recipe {
+            cache.record_recipe(recipe, &key);
+        }
+        return KeyPlan::Known(key);
+    }
+    if let Some(key) = recipe.as_ref().and_then(|r| cache.recipe(r)) {
+        return KeyPlan::Known(key);
+    }
+    KeyPlan::Derive {
+        settings: *settings,
+        sizes: members.iter().map(|m| m.size).collect(),
+        recipe,
     }
 }
 
@@ -627,8 +907,8 @@ fn trusted_hashes(
 pub(crate) enum Ahead {
     /// Nothing: a large or empty file, or one not handed to `read_ahead`.
     Nothing,
-    /// The cache trusts these block hashes for its fingerprint: do not read it.
-    Trusted(BlockHashes),
+    /// The cache knows it by its fingerprint: do not read it.
+    Trusted(Known),
     /// A small file read and hashed (`ZERO` when all zero), or why it could not be.
     Read(Result<SmallFile, Error>),
 }
@@ -639,30 +919,53 @@ fn read_small(source: &FileSource, size: u64) -> Result<SmallFile, Error> {
     let mut content = vec![0; size as usize];
     reader.fill(&mut content)?;
     reader.finish()?;
-    let hash = if is_zero(&content) {
+    let hash = content_hash(&content);
+    Ok((content, hash))
+}
+
+/// A small file's content hash: `ZERO` when all zero, else its blake3 hash.
+fn content_hash(content: &[u8]) -> [u8; 32] {
+    if is_zero(content) {
         ZERO
     } else {
-        *blake3::hash(&content).as_bytes()
-    };
-    Ok((content, hash))
+        *blake3::hash(content).as_bytes()
+    }
+}
+
+/// Reads a small file that was to go unread, for its whole hash, checking
+/// that it still has `size` bytes and the recorded `tag`.
+fn hash_unread(path: &Path, size: u64, tag: u64) -> Result<[u8; 32], Error> {
+    let content = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let hash = content_hash(&content);
+    if content.len() as u64 != size || fragments::tag(&hash) != tag {
+        return Err(Error::FileChanged {
+            path: path.to_path_buf(),
+            expected: size,
+            found: content.len() as u64,
+        });
+    }
+    Ok(hash)
 }
 
 /// A pool job: the block's bytes in the image and whether they are raw, from
 /// the cache or by compressing (then stored in the cache).
 fn pack_block(
     comp: &Compressor,
-    cache: Option<(&Cache, &Key)>,
+    cache: Option<(&Cache, KeyPlan)>,
     buffers: &Buffers,
     fragment: bool,
     pieces: Vec<Piece>,
     len: usize,
 ) -> Result<(Vec<u8>, bool), Error> {
-    if let Some((cache, key)) = cache {
-        let kind = if fragment {
-            BlockKind::Fragment
-        } else {
-            BlockKind::Data
-        };
+    let kind = if fragment {
+        BlockKind::Fragment
+    } else {
+        BlockKind::Data
+    };
+    if let Some((cache, KeyPlan::Known(key))) = &cache {
         if let Some(entry) = cache.get(key, kind, len) {
             for piece in pieces {
                 if let Piece::Bytes(bytes) = piece {
@@ -673,6 +976,38 @@ fn pack_block(
         }
     }
     let content = materialize(pieces, len, buffers)?;
+    let cache = match cache {
+        Some((cache, KeyPlan::Known(key))) => Some((cache, key)),
+        Some((
+            cache,
+            KeyPlan::Derive {
+                settings,
+                sizes,
+                recipe,
+            },
+        )) => {
+            let mut at = 0;
+            let members: Vec<(u64, [u8; 32])> = sizes
+                .iter()
+                .map(|&size| {
+                    let end = at + size as usize;
+                    let hash = *blake3::hash(&content[at..end]).as_bytes();
+                    at = end;
+                    (size, hash)
+                })
+                .collect();
+            let key = Cache::fragment_key(&settings, &members);
+            if let Some(recipe) = recipe {
+                cache.record_recipe(recipe, &key);
+            }
+            if let Some(entry) = cache.get(&key, kind, len) {
+                buffers.give(content);
+                return Ok((entry.bytes, entry.raw));
+            }
+            Some((cache, key))
+        }
+        None => None,
+    };
     let (bytes, raw) = match comp.compress_data(&content) {
         Some(packed) => {
             buffers.give(content);
@@ -681,7 +1016,7 @@ fn pack_block(
         None => (content, true),
     };
     if let Some((cache, key)) = cache {
-        cache.put(key, raw, &bytes);
+        cache.put(&key, raw, &bytes);
     }
     Ok((bytes, raw))
 }
@@ -704,7 +1039,7 @@ fn materialize(mut pieces: Vec<Piece>, len: usize, buffers: &Buffers) -> Result<
                 path,
                 offset,
                 len,
-                hash,
+                check,
             } => {
                 let at = content.len();
                 content.resize(at + len, 0);
@@ -721,7 +1056,12 @@ fn materialize(mut pieces: Vec<Piece>, len: usize, buffers: &Buffers) -> Result<
                         Error::Read { path, source }
                     });
                 }
-                if blake3::hash(&content[at..]).as_bytes() != &hash {
+                let hash = *blake3::hash(&content[at..]).as_bytes();
+                let good = match check {
+                    Check::Hash(want) => hash == want,
+                    Check::Tag(tag) => fragments::tag(&hash) == tag,
+                };
+                if !good {
                     return Err(Error::FileChanged {
                         path,
                         expected: offset + len as u64,

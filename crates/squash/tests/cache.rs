@@ -225,6 +225,77 @@ fn trusted_fingerprints_skip_reads_until_a_file_changes() {
 }
 
 #[test]
+fn small_files_recorded_by_tag_are_told_apart_and_deduplicated_like_cold_builds() {
+    let src = tempfile::tempdir().unwrap();
+    populate(src.path(), 300);
+    let small = src.path().join("small");
+    std::fs::write(small.join("dup-a"), text(700, 5)).unwrap();
+    std::fs::write(small.join("dup-b"), text(700, 5)).unwrap();
+    std::fs::write(small.join("lonely"), text(900, 6)).unwrap();
+    let files = 300 + 5 + 3;
+    let sleep = || std::thread::sleep(std::time::Duration::from_millis(2100));
+    let cold = |src: &Path| build(src, &options(16 * 1024, None, 2)).0;
+    let trusted = |cache: &Path| options(16 * 1024, Some(open(cache, true)), 2);
+    sleep();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let (first, report) = build(src.path(), &trusted(cache_dir.path()));
+    assert!(first == cold(src.path()));
+    let report = report.unwrap();
+    assert_eq!(report.files_not_read, 0);
+    // A small file's record is its tag (23 bytes), with its whole hash (55)
+    // only for the two files that share size and tag; a large file's is 19
+    // bytes and 32 per block; a fragment block's recipe 50; the file's
+    // header and checksum 56.
+    let large_blocks: u64 = std::fs::read_dir(src.path().join("large"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len().div_ceil(16 * 1024))
+        .sum();
+    let expect = 301 * 23 + 2 * 55 + 5 * 19 + large_blocks * 32 + report.fragment_misses * 50 + 56;
+    let records = Cache::stats(cache_dir.path()).unwrap().record_bytes;
+    assert_eq!(records, expect, "bytes of --trust-stat records");
+
+    let (warm, report) = build(src.path(), &trusted(cache_dir.path()));
+    assert!(warm == first);
+    let report = report.unwrap();
+    assert_eq!(report.files_not_read, files, "{report:?}");
+    assert_eq!((report.block_misses, report.fragment_misses), (0, 0));
+
+    // A new copy of a file recorded by its tag alone: the two are told apart
+    // by reading, and the copy is stored once, as a cold build does.
+    std::fs::write(small.join("lonely-copy"), text(900, 6)).unwrap();
+    sleep();
+    let want = cold(src.path());
+    let (warm, report) = build(src.path(), &trusted(cache_dir.path()));
+    assert!(
+        warm == want,
+        "the copy was not deduplicated as in a cold build"
+    );
+    let report = report.unwrap();
+    assert_eq!(report.files_not_read, files, "{report:?}");
+    assert_eq!(report.fragment_misses, 0, "{report:?}");
+
+    // A file rewritten with the same bytes has a new fingerprint: its fragment
+    // block has no recipe, so its members are read and hashed, and the block
+    // is found by content.
+    let touched = small.join("00020");
+    std::fs::write(&touched, std::fs::read(&touched).unwrap()).unwrap();
+    sleep();
+    // (Its mtime changed, which the image keeps.)
+    let want = cold(src.path());
+    let (warm, report) = build(src.path(), &trusted(cache_dir.path()));
+    assert!(warm == want);
+    let report = report.unwrap();
+    assert_eq!(report.files_not_read, files, "{report:?}");
+    assert_eq!((report.block_misses, report.fragment_misses), (0, 0));
+    // That build recorded the block's new recipe: nothing is read now.
+    let (warm, report) = build(src.path(), &trusted(cache_dir.path()));
+    assert!(warm == want);
+    let report = report.unwrap();
+    assert_eq!(report.files_not_read, files + 1, "{report:?}");
+    assert_eq!((report.block_misses, report.fragment_misses), (0, 0));
+}
+
+#[test]
 fn a_read_only_cache_still_serves_hits_and_warns_once() {
     let src = tempfile::tempdir().unwrap();
     populate(src.path(), 100);

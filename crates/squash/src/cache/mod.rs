@@ -12,11 +12,12 @@
 //!   stored uncompressed. Entries are checksummed and written atomically; a bad
 //!   entry is ignored and rebuilt, never copied into an image. Least recently
 //!   used entries are evicted above a size cap.
-//! - **file hashes** ([`stat`]): the content and block hashes of each file read,
-//!   under its stat fingerprint (device, inode, size, mtime and ctime in
-//!   nanoseconds), kept only with [`CacheConfig::trust_stat`]: then a file
-//!   whose fingerprint is unchanged is not read at all unless one of its
-//!   blocks misses.
+//! - **file records** ([`stat`]): what was learnt of each file read (its
+//!   block hashes, or for a small file the bits packing needs), under its stat
+//!   fingerprint (device, inode, size, mtime and ctime in nanoseconds), and
+//!   the key of each fragment block by its members, kept only with
+//!   [`CacheConfig::trust_stat`]: then a file whose fingerprint is unchanged
+//!   is not read at all unless its block misses.
 //!
 //! The cache never changes the image: a hit returns the bytes the compressor
 //! would produce. Any failure to use it (read-only folder, full disk) turns it
@@ -40,7 +41,7 @@ pub struct CacheConfig {
     pub dir: PathBuf,
     /// Evict least recently used block entries once the blocks take more than this.
     pub max_bytes: u64,
-    /// Reuse a file's hashes from an earlier build, without reading the file,
+    /// Reuse what an earlier build learnt of a file, without reading the file,
     /// when its device, inode, size, mtime and ctime (nanoseconds) are unchanged.
     /// This trusts that nothing rewrote the file while keeping all five (true of
     /// the Nix store and of ordinary writes, which always update ctime).
@@ -65,7 +66,8 @@ pub struct CacheReport {
     pub meta_hits: u64,
     /// Metadata blocks compressed (and stored).
     pub meta_misses: u64,
-    /// Files not read because their stat fingerprint matched.
+    /// Files packed from their record because their stat fingerprint matched
+    /// (one is still read if its block misses or to tell it from a likely duplicate).
     pub files_not_read: u64,
     /// Bytes of those files.
     pub bytes_not_read: u64,
@@ -114,6 +116,16 @@ pub(crate) enum BlockKind {
     Fragment,
     /// A metadata block (8 KiB uncompressed).
     Meta,
+}
+
+/// How a fragment block's recipe names a member: by its stat record (a file
+/// the user trusts stat for, which a rebuild may not read), else by content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ident {
+    /// The key of the file's stat record.
+    File(stat::RecordKey),
+    /// The blake3 hash of the file's content.
+    Content([u8; 32]),
 }
 
 /// A cache key: blake3 of a block's content identity and the settings.
@@ -289,19 +301,21 @@ impl Cache {
         }
     }
 
-    /// The recorded block hashes of a file with fingerprint `fp`, if
-    /// [`CacheConfig::trust_stat`] allows using them.
-    pub(crate) fn trusted_hashes(
-        &self,
-        fp: &Fingerprint,
-        block_size: u32,
-    ) -> Option<stat::BlockHashes> {
+    /// What earlier builds recorded of a file with fingerprint `fp`, if
+    /// [`CacheConfig::trust_stat`] allows using it and it fits the file's size.
+    pub(crate) fn trusted(&self, fp: &Fingerprint, block_size: u32) -> Option<stat::Known> {
         if !self.config.trust_stat {
             return None;
         }
-        let hashes = self.stats.lock().ok()?.get(fp, block_size)?;
-        let blocks = fp.size.div_ceil(u64::from(block_size)).max(1);
-        (hashes.len() as u64 == blocks).then_some(hashes)
+        let known = self.stats.lock().ok()?.get(fp, block_size)?;
+        let bs = u64::from(block_size);
+        let fits = match &known {
+            stat::Known::Blocks(hashes) => {
+                fp.size >= bs && hashes.len() as u64 == fp.size.div_ceil(bs)
+            }
+            stat::Known::Small { .. } => fp.size < bs,
+        };
+        fits.then_some(known)
     }
 
     /// Counts a file packed without being read.
@@ -312,13 +326,54 @@ impl Cache {
             .fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Remembers the block hashes of a file read in full.
-    pub(crate) fn record(&self, fp: &Fingerprint, block_size: u32, hashes: stat::BlockHashes) {
+    /// Whether what is learnt of a file with fingerprint `fp` will be
+    /// recorded: the user trusts stat and the file did not change too recently.
+    pub(crate) fn recordable(&self, fp: &Fingerprint) -> bool {
+        self.config.trust_stat && self.stats.lock().is_ok_and(|db| db.recordable(fp))
+    }
+
+    /// Remembers what was learnt of a file (read in full, or found a duplicate).
+    pub(crate) fn record(&self, fp: &Fingerprint, block_size: u32, known: stat::Known) {
         if !self.config.trust_stat {
             return;
         }
         if let Ok(mut db) = self.stats.lock() {
-            db.record(fp, block_size, hashes);
+            db.record(fp, block_size, known);
+        }
+    }
+
+    /// The recipe key of a fragment block under `settings` holding these
+    /// members (size and identity), in order.
+    pub(crate) fn recipe_key(settings: &[u8; 32], members: &[(u64, Ident)]) -> stat::RecipeKey {
+        let mut h = blake3::Hasher::new_derive_key("mkportable cache v1 fragment recipe");
+        h.update(settings);
+        for (size, ident) in members {
+            h.update(&size.to_le_bytes());
+            match ident {
+                Ident::File(key) => h.update(&[0]).update(key),
+                Ident::Content(hash) => h.update(&[1]).update(hash),
+            };
+        }
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        key
+    }
+
+    /// The cache key recorded for the fragment block with recipe `recipe`.
+    pub(crate) fn recipe(&self, recipe: &stat::RecipeKey) -> Option<Key> {
+        if !self.config.trust_stat {
+            return None;
+        }
+        self.stats.lock().ok()?.recipe(recipe).map(Key)
+    }
+
+    /// Records that the fragment block with recipe `recipe` has cache key `key`.
+    pub(crate) fn record_recipe(&self, recipe: stat::RecipeKey, key: &Key) {
+        if !self.config.trust_stat {
+            return;
+        }
+        if let Ok(mut db) = self.stats.lock() {
+            db.record_recipe(recipe, key.0);
         }
     }
 

@@ -72,7 +72,6 @@ pub(crate) struct Store {
 }
 
 const BLOCKS_DIR: &str = "blocks-v1";
-const RECORDS_FILE: &str = "stat-v1";
 const TAG_FILE: &str = "CACHEDIR.TAG";
 const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
                    # This file is a cache directory tag created by mkportable.\n";
@@ -225,11 +224,14 @@ impl Store {
 /// A folder or file cannot be listed or inspected.
 pub(crate) fn stats(dir: &Path) -> io::Result<CacheStats> {
     let listing = list(&dir.join(BLOCKS_DIR))?;
-    let record_bytes = match fs::metadata(dir.join(RECORDS_FILE)) {
-        Ok(meta) => meta.len(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(e),
-    };
+    let mut record_bytes = 0;
+    for name in records_files() {
+        record_bytes += match fs::metadata(dir.join(name)) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+    }
     Ok(CacheStats {
         entries: listing.entries.len() as u64,
         bytes: listing.entries.iter().map(|e| e.len).sum(),
@@ -249,8 +251,15 @@ pub(crate) fn clear(dir: &Path) -> io::Result<CacheStats> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    remove_if_present(&dir.join(RECORDS_FILE))?;
+    for name in records_files() {
+        remove_if_present(&dir.join(name))?;
+    }
     Ok(before)
+}
+
+/// The `--trust-stat` records file, and those of earlier formats.
+fn records_files() -> impl Iterator<Item = &'static str> {
+    std::iter::once(super::stat::FILE_NAME).chain(super::stat::OLD_FILE_NAMES.iter().copied())
 }
 
 /// Writes the cache directory tag unless a file is already there.
@@ -710,17 +719,19 @@ mod tests {
         }
         let folder = store.entry_path(&key(1)).parent().unwrap().to_path_buf();
         fs::write(folder.join(".tmp-1-0-x"), b"not counted").unwrap();
-        fs::write(dir.path().join(RECORDS_FILE), b"records").unwrap();
+        fs::write(dir.path().join(crate::cache::stat::FILE_NAME), b"records").unwrap();
+        fs::write(dir.path().join("stat-v1"), b"old").unwrap();
         let expect = CacheStats {
             entries: 3,
             bytes: 3 * HEADER_LEN as u64 + 60,
-            record_bytes: 7,
+            record_bytes: 10,
         };
         assert_eq!(stats(dir.path()).unwrap(), expect);
         assert_eq!(clear(dir.path()).unwrap(), expect);
         assert_eq!(stats(dir.path()).unwrap(), CacheStats::default());
         assert!(!dir.path().join(BLOCKS_DIR).exists());
-        assert!(!dir.path().join(RECORDS_FILE).exists());
+        assert!(!dir.path().join(crate::cache::stat::FILE_NAME).exists());
+        assert!(!dir.path().join("stat-v1").exists());
         assert!(dir.path().join(TAG_FILE).exists());
         // The open store recreates its subfolders.
         store.put(&key(1), true, b"again").unwrap();
