@@ -466,7 +466,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
         let mine = match (*hash, piece) {
             (Some(hash), _) => hash,
             (None, Piece::Deferred { path, .. }) => *hash.insert(hash_unread(path, size, tag)?),
-            (None, Piece::Bytes(bytes)) => *hash.insert(*blake3::hash(bytes).as_bytes()),
+            (None, Piece::Bytes(bytes)) => *hash.insert(content_hash(bytes)),
         };
         let more = self.seen_small_more.get_mut(&key);
         let more = more.map_or(&mut [][..], |v| v.as_mut_slice());
