@@ -748,9 +748,9 @@ impl<'a, W: Write> DataWriter<'a, W> {
         let (tx, rx) = mpsc::sync_channel(1);
         let comp = Arc::clone(&self.comp);
         let cache = plan
-            .is_some()
-            .then(|| self.cache.as_ref().map(|(c, _)| Arc::clone(c)));
-        let cache = cache.flatten();
+            .as_ref()
+            .and(self.cache.as_ref())
+            .map(|(c, _)| Arc::clone(c));
         let buffers = Arc::clone(&self.buffers);
         let fragment = matches!(dest, Dest::Fragment(_));
         self.pool.spawn(move || {

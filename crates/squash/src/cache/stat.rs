@@ -155,7 +155,6 @@ impl StatDb {
         }
         let key = record_key(fp, block_size);
         let known = match (self.known.records.get(&key), known) {
-            (Some(old), new) if old.known == new => return,
             (
                 Some(Record {
                     known: Known::Small { tag, hash: Some(h) },
