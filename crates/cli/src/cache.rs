@@ -40,7 +40,8 @@ pub struct CacheArgs {
     #[arg(long, conflicts_with_all = ["cache", "cache_size", "trust_stat"], help_heading = "Cache")]
     no_cache: bool,
     /// Evict the least recently used blocks once the cache holds more than this:
-    /// bytes, or with a K, M, G or T suffix (binary units) [default: 5G].
+    /// bytes, or with a K, M, G or T suffix (binary units) [default: 5G]. Blocks
+    /// are evicted by pack, a sixteenth of this at most.
     #[arg(long, value_name = "SIZE", value_parser = cache_size, help_heading = "Cache")]
     cache_size: Option<u64>,
     /// Do not read a file whose device, inode, size, mtime and ctime (in
@@ -226,8 +227,10 @@ pub fn summary_line(r: &CacheReport) -> String {
 /// - `fragment_hits`, `fragment_misses`: the same for fragment blocks;
 /// - `meta_hits`, `meta_misses`: the same for metadata blocks (inode, directory and lookup tables);
 /// - `files_not_read`, `bytes_not_read`: files skipped by `--trust-stat`, and their size;
-/// - `bad_entries`: damaged, truncated or foreign entries, ignored and rebuilt;
-/// - `entries_written`, `entries_evicted`: entries stored, and removed to stay under `--cache-size`;
+/// - `bad_entries`: damaged, truncated or foreign entries, ignored and rebuilt
+///   (a pack whose index is damaged counts once);
+/// - `entries_written`, `entries_evicted`: entries stored (good entries copied
+///   out of a damaged pack included), and removed to stay under `--cache-size`;
 /// - `warning`: why the cache was turned off part-way (a string), else `null`.
 pub fn json_object(r: Option<&CacheReport>) -> String {
     let Some(r) = r else {

@@ -300,22 +300,18 @@ fn a_read_only_cache_still_serves_hits_and_warns_once() {
     let src = tempfile::tempdir().unwrap();
     populate(src.path(), 100);
     let cache_dir = tempfile::tempdir().unwrap();
-    let (cold, _) = build(
+    build(
         src.path(),
         &options(16 * 1024, Some(open(cache_dir.path(), false)), 2),
     );
-    // Remove some entries so the next build must store and fails to; root
-    // ignores permission bits, so make the folder unusable by replacing a
-    // shard folder with a file.
-    let blocks = cache_dir.path().join("blocks-v1");
-    let shard = std::fs::read_dir(&blocks)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::remove_dir_all(&shard).unwrap();
-    std::fs::write(&shard, b"not a folder").unwrap();
+    // Change a large file so the next build must store, and make storing
+    // fail: root ignores permission bits, so put a file where the folder of
+    // packs being written goes.
+    std::fs::write(src.path().join("large/2"), text(310_000, 4242)).unwrap();
+    let (cold, _) = build(src.path(), &options(16 * 1024, None, 2));
+    let tmp = cache_dir.path().join("packs-v1/tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a folder").unwrap();
     let (warm, report) = build(
         src.path(),
         &options(16 * 1024, Some(open(cache_dir.path(), false)), 2),
@@ -323,6 +319,7 @@ fn a_read_only_cache_still_serves_hits_and_warns_once() {
     assert!(warm == cold);
     let report = report.unwrap();
     assert!(report.block_hits + report.fragment_hits > 0, "{report:?}");
+    assert!(report.block_misses > 0, "{report:?}");
     let warning = report.warning.expect("a warning");
     assert!(warning.contains("cannot write to cache"), "{warning}");
 }

@@ -3,15 +3,16 @@
 //!
 //! Two stores live in one folder (by default `$XDG_CACHE_HOME/mkportable`):
 //!
-//! - **blocks** ([`store`]): content-addressed entries, one file each. The key
+//! - **blocks** ([`store`]): content-addressed entries, packed into one
+//!   immutable pack file per build (no 4 KiB of rounding per entry). The key
 //!   is blake3 of the block's content identity (the uncompressed data block, or
 //!   the sizes and hashes of a fragment block's members) together with
 //!   everything that changes the compressed bytes: compressor and its settings,
 //!   block size, this crate's version and the cache format version. The value
 //!   is exactly the bytes the image holds for that block, and whether they are
-//!   stored uncompressed. Entries are checksummed and written atomically; a bad
-//!   entry is ignored and rebuilt, never copied into an image. Least recently
-//!   used entries are evicted above a size cap.
+//!   stored uncompressed. Entries are checksummed and packs appear whole, by
+//!   rename; a bad entry is ignored and rebuilt, never copied into an image.
+//!   Least recently used packs are evicted above a size cap.
 //! - **file records** ([`stat`]): what was learnt of each file read (its
 //!   block hashes, or for a small file the bits packing needs), under its stat
 //!   fingerprint (device, inode, size, mtime and ctime in nanoseconds), and
@@ -39,7 +40,8 @@ pub use store::CacheStats;
 pub struct CacheConfig {
     /// The cache folder; created if missing.
     pub dir: PathBuf,
-    /// Evict least recently used block entries once the blocks take more than this.
+    /// Evict least recently used packs of block entries once they take more
+    /// than this. A pack holds at most a sixteenth of it (and 64 MiB).
     pub max_bytes: u64,
     /// Reuse what an earlier build learnt of a file, without reading the file,
     /// when its device, inode, size, mtime and ctime (nanoseconds) are unchanged.
@@ -71,7 +73,8 @@ pub struct CacheReport {
     pub files_not_read: u64,
     /// Bytes of those files.
     pub bytes_not_read: u64,
-    /// Entries found damaged, truncated or from another format version (ignored and rebuilt).
+    /// Entries found damaged, truncated or from another format version (ignored
+    /// and rebuilt); a pack whose index is damaged counts once.
     pub bad_entries: u64,
     /// Entries written.
     pub entries_written: u64,
@@ -132,19 +135,13 @@ pub(crate) enum Ident {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Key(pub(crate) [u8; 32]);
 
-impl Key {
-    /// The key's file name: 64 lowercase hex digits.
-    pub(crate) fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
 impl Cache {
     /// Opens (creating if needed) the cache folder. Never fails: a cache that
     /// cannot be used is off, and says why in [`Cache::warning`] and in the
     /// [`CacheReport`] of the write.
     pub fn open(config: CacheConfig) -> Cache {
-        let (store, warning) = match store::Store::open(&config.dir) {
+        let pack_limit = (config.max_bytes / 16).min(store::MAX_PACK_BYTES);
+        let (store, warning) = match store::Store::open(&config.dir, pack_limit) {
             Ok(store) => (store, None),
             Err(e) => (
                 store::Store::unusable(&config.dir),
@@ -159,13 +156,17 @@ impl Cache {
         } else {
             stat::StatDb::default()
         };
+        let counters = Counters::default();
+        counters
+            .bad_entries
+            .store(store.bad_at_open(), Ordering::Relaxed);
         Cache {
             disabled: AtomicBool::new(warning.is_some()),
             warning: Mutex::new(warning),
             config,
             store,
             stats: Mutex::new(stats),
-            counters: Counters::default(),
+            counters,
         }
     }
 
@@ -377,8 +378,22 @@ impl Cache {
         }
     }
 
-    /// Saves the file records, evicts entries above the cap, and says what happened.
+    /// Publishes the entries stored (and those saved from damaged packs),
+    /// saves the file records, evicts packs above the cap, and says what happened.
     pub(crate) fn finish(&self) -> CacheReport {
+        if !self.is_off() {
+            match self.store.flush() {
+                Ok(copied) => {
+                    self.counters
+                        .entries_written
+                        .fetch_add(copied, Ordering::Relaxed);
+                }
+                Err(e) => self.turn_off(format!(
+                    "cannot write to cache `{}` ({e}); going on without storing",
+                    self.config.dir.display()
+                )),
+            }
+        }
         if !self.is_off() {
             let saved = self
                 .stats

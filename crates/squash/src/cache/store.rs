@@ -1,36 +1,53 @@
-//! The block store: one checksummed file per entry, written atomically,
-//! evicted least-recently-used first.
+//! The block store: entries packed into immutable, checksummed pack files,
+//! written atomically, evicted least-recently-used first, pack by pack.
 //!
 //! # Format
 //!
 //! The cache folder `DIR` holds `CACHEDIR.TAG` (so backup tools skip it) and
-//! `blocks-v1/<first two hex digits>/<64 hex digits of the key>`, one file per
-//! entry. An entry file is, little-endian:
+//! `packs-v1/<16 hex digits>.pack`, the packs. A build appends the entries it
+//! stores to its own pack in `packs-v1/tmp/` and renames it into `packs-v1`
+//! when the build ends, or earlier once it holds [`Store::open`]'s
+//! `pack_limit` bytes, so readers see whole packs only. A pack never changes
+//! after that. One file per build rather than one per entry means no 4 KiB
+//! of rounding and no inode per entry: the folder takes what the image takes.
 //!
-//! | bytes | field                                                        |
-//! |-------|--------------------------------------------------------------|
-//! | 8     | magic `MKPCACHE`                                             |
-//! | 4     | format version, `1`                                          |
-//! | 4     | flags: bit 0 set when the payload is the uncompressed block  |
-//! | 4     | payload length                                               |
-//! | 32    | the key                                                      |
-//! | 32    | blake3 of flags, length, key and payload (as stored above)   |
-//! | n     | payload: the bytes the image holds for the block             |
+//! A pack is, little-endian:
 //!
-//! An entry is used only if every field checks out and the file is exactly
-//! header plus payload long; anything else is reported as [`Lookup::Bad`] and
-//! removed. Writers write a `.tmp-<pid>-<counter>-<key>` file next to the entry
-//! and rename it over the entry, so readers see an old entry or a whole new
-//! one. Nothing is synced: a torn entry after a crash fails its checksum. A hit
-//! sets the entry's mtime to now, and [`Store::trim`] evicts the oldest mtimes
-//! first.
+//! | bytes       | field                                                          |
+//! |-------------|----------------------------------------------------------------|
+//! | 8           | magic `MKPPACK\0`                                              |
+//! | 4           | format version, `1`                                            |
+//! | 4           | zero                                                           |
+//! | per entry   | 32 key, 32 blake3 of key + flags + length + payload, 4 flags (bit 0: the payload is the uncompressed block), 4 payload length, the payload: the bytes the image holds for the block |
+//! | 40 × count  | the index: each entry's key and its offset from the pack's start (u64) |
+//! | 8           | offset of the index                                            |
+//! | 4           | count                                                          |
+//! | 4           | format version, `1`                                            |
+//! | 32          | blake3 of the index and the three fields above                 |
+//! | 8           | magic `MKPINDEX`                                               |
+//!
+//! [`Store::open`] reads every pack's index (40 bytes an entry) into a map
+//! from 128 bits of the key to its place; a lookup then reads the entry and
+//! checks all of it, whole key included. A pack whose header, footer or index
+//! fails a check is ignored; an entry that fails its checksum is reported as
+//! [`Lookup::Bad`]. Either way the pack is damaged: [`Store::flush`] copies
+//! its good entries into the build's own pack and removes it. Nothing is
+//! synced: a torn pack after a crash fails its checks.
+//!
+//! A hit sets its pack's mtime to now (once an hour at most), and
+//! [`Store::trim`] evicts the packs with the oldest mtimes first. An entry
+//! therefore lives as long as the most recently used entry of its pack; a
+//! pack holds at most a sixteenth of the size cap, so that costs little.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Key;
 
@@ -39,7 +56,7 @@ use super::Key;
 pub struct CacheStats {
     /// Block entries.
     pub entries: u64,
-    /// Bytes of block entries (file sizes).
+    /// Bytes of the packs holding them (file sizes).
     pub bytes: u64,
     /// Bytes of the file-hash records.
     pub record_bytes: u64,
@@ -58,113 +75,322 @@ pub(crate) struct Entry {
 pub(crate) enum Lookup {
     Hit(Entry),
     Miss,
-    /// An entry exists but is damaged, truncated or from another format version.
+    /// An entry exists but is damaged.
     Bad,
 }
 
 /// The block entries of one cache folder. Shared by threads and processes:
-/// every method takes `&self` and only ever renames whole files into place.
+/// every method takes `&self`, and packs only ever appear whole, by rename.
 #[derive(Debug)]
 pub(crate) struct Store {
     root: PathBuf,
     /// False for [`Store::unusable`].
     usable: bool,
+    /// Publish the pack being written once its entries take this many bytes.
+    pack_limit: u64,
+    /// The packs found by [`Store::open`], and where each key is in them.
+    packs: Vec<Pack>,
+    index: HashMap<u128, Place>,
+    /// Packs whose header, footer or index failed a check at open.
+    bad_packs: Vec<PathBuf>,
+    pending: Mutex<Pending>,
 }
 
-const BLOCKS_DIR: &str = "blocks-v1";
+/// A pack found at open.
+#[derive(Debug)]
+struct Pack {
+    path: PathBuf,
+    modified: SystemTime,
+    /// Where the index starts: entries end there.
+    index_at: u64,
+    /// Opened on the first lookup; `None` if that failed (the pack was evicted).
+    file: OnceLock<Option<File>>,
+    /// Its mtime was considered for a refresh in this build.
+    touched: AtomicBool,
+    /// An entry failed its checks in this build.
+    damaged: AtomicBool,
+}
+
+/// Where an entry is.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    pack: u32,
+    offset: u64,
+}
+
+/// The pack this build is writing.
+#[derive(Debug, Default)]
+struct Pending {
+    /// The temp file and its path, once an entry was stored.
+    file: Option<(PathBuf, File)>,
+    /// Bytes written to the temp file.
+    len: u64,
+    /// Key and offset of each entry in it.
+    index: Vec<(Key, u64)>,
+    /// Every key stored by this build, so none is stored twice.
+    stored: HashSet<Key>,
+}
+
+const PACKS_DIR: &str = "packs-v1";
+const TMP_DIR: &str = "tmp";
+/// The folder of the format before packs: one file per entry.
+const LEGACY_DIR: &str = "blocks-v1";
 const TAG_FILE: &str = "CACHEDIR.TAG";
 const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
                    # This file is a cache directory tag created by mkportable.\n";
 
-const MAGIC: &[u8; 8] = b"MKPCACHE";
+const PACK_MAGIC: &[u8; 8] = b"MKPPACK\0";
+const INDEX_MAGIC: &[u8; 8] = b"MKPINDEX";
 const VERSION: u32 = 1;
 const FLAG_RAW: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 4 + 4 + 32 + 32;
-const TMP_PREFIX: &str = ".tmp-";
+const HEADER_LEN: u64 = 16;
+const ENTRY_HEADER_LEN: u64 = 32 + 32 + 4 + 4;
+const INDEX_ENTRY_LEN: u64 = 32 + 8;
+const FOOTER_LEN: u64 = 8 + 4 + 4 + 32 + 8;
+const PACK_SUFFIX: &str = ".pack";
+const TMP_PREFIX: &str = ".pack-";
 
-/// A hit younger than this keeps its mtime: warm rebuilds then cost no extra
-/// syscall per block, and an hour is fine-grained enough for eviction.
+/// The largest pack: 64 MiB, whatever the size cap.
+pub(crate) const MAX_PACK_BYTES: u64 = 64 << 20;
+
+/// A hit in a pack younger than this keeps its mtime: warm rebuilds then cost
+/// no extra syscall, and an hour is fine-grained enough for eviction.
 const REFRESH_AFTER: Duration = Duration::from_secs(60 * 60);
 /// Temp files older than this were left by a killed build.
 const STALE_TMP_AFTER: Duration = Duration::from_secs(60 * 60);
 
-/// Makes temp file names unique within the process (the pid does across processes).
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Makes temp and pack names unique within the process (the pid does across processes).
+static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
     /// Opens the cache folder `dir`, creating it, its `CACHEDIR.TAG` and
-    /// `blocks-v1` if missing.
+    /// `packs-v1` if missing, removes the folder of the earlier format, and
+    /// reads the packs' indexes. The pack this build writes is published once
+    /// it holds `pack_limit` bytes of entries.
     ///
     /// # Errors
     ///
-    /// `dir` cannot be created, or no file can be created in `blocks-v1`
-    /// (checked with a probe file). The error is the bare I/O error.
-    pub(crate) fn open(dir: &Path) -> io::Result<Store> {
+    /// `dir` cannot be created, no file can be created in `packs-v1`
+    /// (checked with a probe file), or `packs-v1` cannot be listed. The error
+    /// is the bare I/O error. Packs that cannot be read are left out.
+    pub(crate) fn open(dir: &Path, pack_limit: u64) -> io::Result<Store> {
         fs::create_dir_all(dir)?;
         write_tag(&dir.join(TAG_FILE))?;
-        let root = dir.join(BLOCKS_DIR);
+        let root = dir.join(PACKS_DIR);
         fs::create_dir_all(&root)?;
-        let probe = root.join(tmp_name("probe"));
+        let probe = root.join(unique_name(".probe-"));
         File::options().write(true).create_new(true).open(&probe)?;
         fs::remove_file(&probe)?;
-        Ok(Store { root, usable: true })
+        // Best effort: another build of an older version may still use it.
+        let _ = fs::remove_dir_all(dir.join(LEGACY_DIR));
+
+        let mut store = Store {
+            root,
+            usable: true,
+            pack_limit: pack_limit.max(1),
+            packs: Vec::new(),
+            index: HashMap::new(),
+            bad_packs: Vec::new(),
+            pending: Mutex::default(),
+        };
+        for listed in list_packs(&store.root)? {
+            match File::open(&listed.path).and_then(|file| read_index(&file)) {
+                Ok(Some((index_at, keys))) => store.add_pack(listed, index_at, keys),
+                Ok(None) => store.bad_packs.push(listed.path),
+                // Evicted meanwhile, or unreadable: as if it were not there.
+                Err(_) => {}
+            }
+        }
+        Ok(store)
+    }
+
+    fn add_pack(&mut self, listed: Listed, index_at: u64, keys: Vec<(Key, u64)>) {
+        let Ok(pack) = u32::try_from(self.packs.len()) else {
+            return;
+        };
+        self.packs.push(Pack {
+            path: listed.path,
+            modified: listed.modified,
+            index_at,
+            file: OnceLock::new(),
+            touched: AtomicBool::new(false),
+            damaged: AtomicBool::new(false),
+        });
+        for (key, offset) in keys {
+            // Packs are listed by name: the first copy of a key wins.
+            self.index
+                .entry(key.short())
+                .or_insert(Place { pack, offset });
+        }
     }
 
     /// A store that finds nothing (used when the folder cannot be opened).
     pub(crate) fn unusable(dir: &Path) -> Store {
         Store {
-            root: dir.join(BLOCKS_DIR),
+            root: dir.join(PACKS_DIR),
             usable: false,
+            pack_limit: MAX_PACK_BYTES,
+            packs: Vec::new(),
+            index: HashMap::new(),
+            bad_packs: Vec::new(),
+            pending: Mutex::default(),
         }
     }
 
-    /// Looks `key` up. A damaged entry is removed (errors ignored) and reported
-    /// as [`Lookup::Bad`]; an entry that cannot be read is a [`Lookup::Miss`].
-    /// A hit marks the entry as recently used.
+    /// Packs found damaged at open (each counts as one bad entry).
+    pub(crate) fn bad_at_open(&self) -> u64 {
+        self.bad_packs.len() as u64
+    }
+
+    /// Looks `key` up in the packs found at open (not in what this build
+    /// stored). A damaged entry marks its pack for [`Store::flush`] and is
+    /// reported as [`Lookup::Bad`]; an entry that cannot be read is a
+    /// [`Lookup::Miss`]. A hit marks its pack as recently used.
     pub(crate) fn get(&self, key: &Key) -> Lookup {
-        if !self.usable {
+        let Some(place) = self.index.get(&key.short()) else {
             return Lookup::Miss;
-        }
-        let path = self.entry_path(key);
-        match read_entry(&path, key) {
-            Ok(Some(entry)) => Lookup::Hit(entry),
+        };
+        let pack = &self.packs[place.pack as usize];
+        let Some(file) = pack.file.get_or_init(|| File::open(&pack.path).ok()) else {
+            return Lookup::Miss;
+        };
+        match read_entry(file, place.offset, pack.index_at, key) {
+            Ok(Some(entry)) => {
+                if !pack.touched.swap(true, Ordering::Relaxed) {
+                    refresh(file, pack.modified);
+                }
+                Lookup::Hit(entry)
+            }
             Ok(None) => {
-                // Another process may have just renamed a good entry over this
-                // one; removing it then costs only a recompression.
-                let _ = fs::remove_file(&path);
+                pack.damaged.store(true, Ordering::Relaxed);
                 Lookup::Bad
             }
             Err(_) => Lookup::Miss,
         }
     }
 
-    /// Stores `bytes` under `key` (`raw`: they are the uncompressed block),
-    /// replacing any entry there.
+    /// Stores `bytes` under `key` (`raw`: they are the uncompressed block) in
+    /// this build's pack, unless this build stored the key already.
     ///
     /// # Errors
     ///
-    /// The bare I/O error (`ENOSPC`, `EROFS`, `EACCES`…) of creating, writing
-    /// or renaming the temp file, which is removed; `InvalidInput` for a
-    /// payload of 4 GiB or more; `Other` for an [`Store::unusable`] store.
+    /// The bare I/O error (`ENOSPC`, `EROFS`, `EACCES`…) of creating or
+    /// writing the pack, or of publishing it once full; the pack is then
+    /// removed, with what it held. `InvalidInput` for a payload of 4 GiB or
+    /// more; `Other` for an [`Store::unusable`] store.
     pub(crate) fn put(&self, key: &Key, raw: bool, bytes: &[u8]) -> io::Result<()> {
         if !self.usable {
             return Err(io::Error::other("the cache is not usable"));
         }
-        let header = encode_header(key, raw, bytes)?;
-        let path = self.entry_path(key);
-        let (tmp, mut file) = create_tmp(&path, &key.to_hex())?;
-        let res = file.write_all(&header).and_then(|()| file.write_all(bytes));
-        drop(file);
-        match res.and_then(|()| fs::rename(&tmp, &path)) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(e)
-            }
+        let header = entry_header(key, raw, bytes)?;
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.stored.contains(key) {
+            return Ok(());
         }
+        let res = self.append(&mut pending, key, &header, bytes);
+        let res = res.and_then(|()| {
+            if pending.len >= self.pack_limit {
+                self.publish(&mut pending)
+            } else {
+                Ok(())
+            }
+        });
+        if res.is_err() {
+            discard(&mut pending);
+        }
+        res
     }
 
-    /// Evicts least recently used entries (oldest mtime first, then by name)
+    fn append(
+        &self,
+        pending: &mut Pending,
+        key: &Key,
+        header: &[u8],
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        if pending.file.is_none() {
+            let (path, mut file) = create_tmp(&self.root.join(TMP_DIR))?;
+            // Recorded first, so a failed header write still removes the file.
+            let header = pack_header();
+            pending.len = 0;
+            let res = file.write_all(&header);
+            pending.file = Some((path, file));
+            res?;
+            pending.len = HEADER_LEN;
+        }
+        let Some((_, file)) = &mut pending.file else {
+            unreachable!("created above");
+        };
+        file.write_all(header)?;
+        file.write_all(bytes)?;
+        pending.index.push((*key, pending.len));
+        pending.len += header.len() as u64 + bytes.len() as u64;
+        pending.stored.insert(*key);
+        Ok(())
+    }
+
+    /// Writes the index and footer of the pending pack and renames it into place.
+    fn publish(&self, pending: &mut Pending) -> io::Result<()> {
+        let Some((tmp, mut file)) = pending.file.take() else {
+            return Ok(());
+        };
+        let index = std::mem::take(&mut pending.index);
+        let tail = index_and_footer(pending.len, &index);
+        let name = unique_name("") + PACK_SUFFIX;
+        let res = file
+            .write_all(&tail)
+            .and_then(|()| fs::rename(&tmp, self.root.join(&name)));
+        drop(file);
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        pending.len = 0;
+        res
+    }
+
+    /// Ends the build's writes: copies the good entries of every damaged pack
+    /// into this build's pack, publishes it, and removes the damaged packs.
+    /// Returns the number of entries copied.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::put`]; or a damaged pack cannot be removed.
+    pub(crate) fn flush(&self) -> io::Result<u64> {
+        if !self.usable {
+            return Ok(0);
+        }
+        let mut copied = 0;
+        let damaged: Vec<&Pack> = self
+            .packs
+            .iter()
+            .filter(|p| p.damaged.load(Ordering::Relaxed))
+            .collect();
+        for pack in &damaged {
+            for (key, raw, bytes) in good_entries(pack) {
+                let new = !self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .stored
+                    .contains(&key);
+                self.put(&key, raw, &bytes)?;
+                copied += u64::from(new);
+            }
+        }
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = self.publish(&mut pending) {
+                discard(&mut pending);
+                return Err(e);
+            }
+        }
+        for path in damaged.iter().map(|p| &p.path).chain(&self.bad_packs) {
+            remove_if_present(path)?;
+        }
+        Ok(copied)
+    }
+
+    /// Evicts least recently used packs (oldest mtime first, then by name)
     /// until they take at most 90 % of `max_bytes`, if they take more than
     /// `max_bytes`; also removes temp files older than an hour. Returns the
     /// number of entries evicted. Files another process removes meanwhile are
@@ -172,15 +398,14 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// A folder cannot be listed or an entry cannot be removed.
+    /// A folder cannot be listed or a pack cannot be removed.
     pub(crate) fn trim(&self, max_bytes: u64) -> io::Result<u64> {
         if !self.usable {
             return Ok(0);
         }
-        let mut listing = list(&self.root)?;
         // Not `SystemTime::now` in the image: the clock only orders evictions.
         let now = SystemTime::now();
-        for tmp in &listing.temps {
+        for tmp in list_files(&self.root.join(TMP_DIR), |_| true)? {
             if now
                 .duration_since(tmp.modified)
                 .is_ok_and(|age| age > STALE_TMP_AFTER)
@@ -188,42 +413,60 @@ impl Store {
                 remove_if_present(&tmp.path)?;
             }
         }
-        let mut total: u64 = listing.entries.iter().map(|e| e.len).sum();
+        let mut packs = list_packs(&self.root)?;
+        let mut total: u64 = packs.iter().map(|p| p.len).sum();
         if total <= max_bytes {
             return Ok(0);
         }
         let target = max_bytes - max_bytes.div_ceil(10);
-        listing
-            .entries
-            .sort_by(|a, b| (a.modified, &a.path).cmp(&(b.modified, &b.path)));
+        packs.sort_by(|a, b| (a.modified, &a.path).cmp(&(b.modified, &b.path)));
         let mut evicted = 0;
-        for entry in &listing.entries {
+        for pack in &packs {
             if total <= target {
                 break;
             }
-            if remove_if_present(&entry.path)? {
-                evicted += 1;
+            let count = entry_count(&pack.path);
+            if remove_if_present(&pack.path)? {
+                evicted += count;
             }
-            total -= entry.len;
+            total -= pack.len;
         }
         Ok(evicted)
     }
+}
 
-    /// `blocks-v1/<first two hex digits>/<key in hex>`.
-    fn entry_path(&self, key: &Key) -> PathBuf {
-        let hex = key.to_hex();
-        self.root.join(&hex[..2]).join(hex)
+impl Drop for Store {
+    /// Publishes what a build stored but did not [`Store::flush`] (it failed
+    /// or panicked part-way): the entries are good whatever became of the image.
+    fn drop(&mut self) {
+        let pending = self.pending.get_mut().unwrap_or_else(|e| e.into_inner());
+        if pending.file.is_some() {
+            let mut pending = std::mem::take(pending);
+            if self.publish(&mut pending).is_err() {
+                discard(&mut pending);
+            }
+        }
+    }
+}
+
+impl Key {
+    /// The key's first 128 bits, for the in-memory index.
+    fn short(&self) -> u128 {
+        let mut bytes = [0; 16];
+        bytes.copy_from_slice(&self.0[..16]);
+        u128::from_le_bytes(bytes)
     }
 }
 
 /// Counts the entries of the cache folder `dir` (temp files aside) and the
-/// size of its file-hash records. A missing folder holds nothing.
+/// size of its file-hash records. A missing folder holds nothing; a damaged
+/// pack counts its bytes and no entry.
 ///
 /// # Errors
 ///
 /// A folder or file cannot be listed or inspected.
 pub(crate) fn stats(dir: &Path) -> io::Result<CacheStats> {
-    let listing = list(&dir.join(BLOCKS_DIR))?;
+    let packs = list_packs(&dir.join(PACKS_DIR))?;
     let mut record_bytes = 0;
     for name in records_files() {
         record_bytes += match fs::metadata(dir.join(name)) {
@@ -233,23 +476,26 @@ pub(crate) fn stats(dir: &Path) -> io::Result<CacheStats> {
         };
     }
     Ok(CacheStats {
-        entries: listing.entries.len() as u64,
-        bytes: listing.entries.iter().map(|e| e.len).sum(),
+        entries: packs.iter().map(|p| entry_count(&p.path)).sum(),
+        bytes: packs.iter().map(|p| p.len).sum(),
         record_bytes,
     })
 }
 
-/// Removes `blocks-v1` and the file-hash records from the cache folder `dir`;
-/// returns its [`stats`] from before. A missing folder holds nothing.
+/// Removes `packs-v1`, the folder of the earlier format and the file-hash
+/// records from the cache folder `dir`; returns its [`stats`] from before. A
+/// missing folder holds nothing.
 ///
 /// # Errors
 ///
 /// A folder cannot be listed or a file cannot be removed.
 pub(crate) fn clear(dir: &Path) -> io::Result<CacheStats> {
     let before = stats(dir)?;
-    match fs::remove_dir_all(dir.join(BLOCKS_DIR)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    for folder in [PACKS_DIR, LEGACY_DIR] {
+        match fs::remove_dir_all(dir.join(folder)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     for name in records_files() {
         remove_if_present(&dir.join(name))?;
@@ -272,32 +518,51 @@ fn write_tag(path: &Path) -> io::Result<()> {
     }
 }
 
-/// A temp file name unique among processes and threads: `.tmp-<pid>-<counter>-<tag>`.
-fn tmp_name(tag: &str) -> String {
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{TMP_PREFIX}{}-{n}-{tag}", std::process::id())
+/// `prefix` and 16 hex digits unique among processes, threads and builds:
+/// a hash of the pid, a counter and the clock.
+fn unique_name(prefix: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.update(&nanos.to_le_bytes());
+    let hex: String = h.finalize().as_bytes()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{prefix}{hex}")
 }
 
-/// Creates a fresh temp file beside `path`, creating the folder if missing.
-fn create_tmp(path: &Path, tag: &str) -> io::Result<(PathBuf, File)> {
-    let Some(folder) = path.parent() else {
-        return Err(io::Error::other("an entry path has no folder"));
-    };
+/// Creates a fresh temp pack in `folder`, creating the folder if missing.
+fn create_tmp(folder: &Path) -> io::Result<(PathBuf, File)> {
     let mut created_folder = false;
     loop {
-        let tmp = folder.join(tmp_name(tag));
+        let tmp = folder.join(unique_name(TMP_PREFIX));
         match File::options().write(true).create_new(true).open(&tmp) {
             Ok(file) => return Ok((tmp, file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound && !created_folder => {
                 fs::create_dir_all(folder)?;
                 created_folder = true;
             }
-            // Only a process with our pid in another pid namespace can get here;
-            // the counter has moved on, so the next name differs.
+            // The counter has moved on, so the next name differs.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Removes the pending pack's temp file and forgets what it held.
+fn discard(pending: &mut Pending) {
+    if let Some((tmp, file)) = pending.file.take() {
+        drop(file);
+        let _ = fs::remove_file(tmp);
+    }
+    for (key, _) in pending.index.drain(..) {
+        pending.stored.remove(&key);
+    }
+    pending.len = 0;
 }
 
 /// Removes the file at `path`; `false` if it was already gone.
@@ -309,8 +574,28 @@ fn remove_if_present(path: &Path) -> io::Result<bool> {
     }
 }
 
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// A pack's first 16 bytes.
+fn pack_header() -> [u8; HEADER_LEN as usize] {
+    let mut header = [0; HEADER_LEN as usize];
+    header[..8].copy_from_slice(PACK_MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header
+}
+
 /// The header of an entry holding `payload` (see the module docs).
-fn encode_header(key: &Key, raw: bool, payload: &[u8]) -> io::Result<[u8; HEADER_LEN]> {
+fn entry_header(
+    key: &Key,
+    raw: bool,
+    payload: &[u8],
+) -> io::Result<[u8; ENTRY_HEADER_LEN as usize]> {
     let Ok(len) = u32::try_from(payload.len()) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -318,91 +603,146 @@ fn encode_header(key: &Key, raw: bool, payload: &[u8]) -> io::Result<[u8; HEADER
         ));
     };
     let flags = if raw { FLAG_RAW } else { 0 };
-    let mut header = [0; HEADER_LEN];
-    header[0..8].copy_from_slice(MAGIC);
-    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    header[12..16].copy_from_slice(&flags.to_le_bytes());
-    header[16..20].copy_from_slice(&len.to_le_bytes());
-    header[20..52].copy_from_slice(&key.0);
-    let sum = checksum(&header[12..52], payload);
-    header[52..84].copy_from_slice(&sum);
+    let mut header = [0; ENTRY_HEADER_LEN as usize];
+    header[0..32].copy_from_slice(&key.0);
+    header[64..68].copy_from_slice(&flags.to_le_bytes());
+    header[68..72].copy_from_slice(&len.to_le_bytes());
+    let sum = entry_checksum(&header, payload);
+    header[32..64].copy_from_slice(&sum);
     Ok(header)
 }
 
-/// blake3 of the flags, length and key fields followed by the payload.
-fn checksum(fields: &[u8], payload: &[u8]) -> [u8; 32] {
+/// blake3 of an entry's key, flags and length fields followed by its payload.
+fn entry_checksum(header: &[u8], payload: &[u8]) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(fields);
+    hasher.update(&header[0..32]);
+    hasher.update(&header[64..72]);
     hasher.update(payload);
     *hasher.finalize().as_bytes()
 }
 
-/// Reads the entry at `path`: `Ok(None)` if it fails a check, `Err` if it
-/// cannot be read (missing included). Refreshes the mtime of a good entry.
-fn read_entry(path: &Path, key: &Key) -> io::Result<Option<Entry>> {
-    let mut file = File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other("a cache entry is not a regular file"));
+/// The index of entries at `index` and the footer of a pack whose index starts at `index_at`.
+fn index_and_footer(index_at: u64, index: &[(Key, u64)]) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(index.len() * INDEX_ENTRY_LEN as usize + FOOTER_LEN as usize);
+    for (key, offset) in index {
+        tail.extend_from_slice(&key.0);
+        tail.extend_from_slice(&offset.to_le_bytes());
     }
-    if meta.len() < HEADER_LEN as u64 {
+    let count = u32::try_from(index.len()).expect("fewer than 2^32 entries in a pack");
+    tail.extend_from_slice(&index_at.to_le_bytes());
+    tail.extend_from_slice(&count.to_le_bytes());
+    tail.extend_from_slice(&VERSION.to_le_bytes());
+    let sum = blake3::hash(&tail);
+    tail.extend_from_slice(sum.as_bytes());
+    tail.extend_from_slice(INDEX_MAGIC);
+    tail
+}
+
+/// Where a pack's index starts, and each entry's key and offset.
+type PackIndex = (u64, Vec<(Key, u64)>);
+
+/// Reads a pack's index: where it starts and each entry's key and offset;
+/// `Ok(None)` if the header, footer or index fails a check, `Err` if the pack
+/// cannot be read.
+fn read_index(file: &File) -> io::Result<Option<PackIndex>> {
+    let len = file.metadata()?.len();
+    if len < HEADER_LEN + FOOTER_LEN {
         return Ok(None);
     }
-    let mut header = [0; HEADER_LEN];
-    file.read_exact(&mut header)?;
-    let le_u32 = |at: usize| {
-        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    let flags = le_u32(12);
-    let len = le_u32(16);
-    if &header[0..8] != MAGIC
-        || le_u32(8) != VERSION
-        || flags & !FLAG_RAW != 0
-        || header[20..52] != key.0
-        || meta.len() != HEADER_LEN as u64 + u64::from(len)
+    let mut header = [0; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0)?;
+    let mut footer = [0; FOOTER_LEN as usize];
+    file.read_exact_at(&mut footer, len - FOOTER_LEN)?;
+    let (index_at, count) = (le_u64(&footer, 0), u64::from(le_u32(&footer, 8)));
+    if header != pack_header()
+        || &footer[48..56] != INDEX_MAGIC
+        || le_u32(&footer, 12) != VERSION
+        || index_at < HEADER_LEN
+        || index_at.checked_add(count * INDEX_ENTRY_LEN + FOOTER_LEN) != Some(len)
     {
         return Ok(None);
     }
     // The length matches the file's, so this allocates no more than is there.
-    let mut bytes = vec![0; len as usize];
-    match file.read_exact(&mut bytes) {
-        Ok(()) => {}
-        // Writers never change a file in place, but someone else might.
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    if checksum(&header[12..52], &bytes) != header[52..84] {
+    let mut tail = vec![0; (count * INDEX_ENTRY_LEN + 16) as usize];
+    file.read_exact_at(&mut tail, index_at)?;
+    if blake3::hash(&tail).as_bytes() != &footer[16..48] {
         return Ok(None);
     }
-    refresh(&file, &meta);
+    let mut keys = Vec::with_capacity(count as usize);
+    for raw in tail.chunks_exact(INDEX_ENTRY_LEN as usize) {
+        let offset = le_u64(raw, 32);
+        if offset < HEADER_LEN || offset.saturating_add(ENTRY_HEADER_LEN) > index_at {
+            return Ok(None);
+        }
+        keys.push((Key(raw[..32].try_into().expect("32 bytes")), offset));
+    }
+    Ok(Some((index_at, keys)))
+}
+
+/// The number of entries a pack's footer gives (0 if it cannot be read).
+fn entry_count(path: &Path) -> u64 {
+    File::open(path)
+        .and_then(|file| read_index(&file))
+        .ok()
+        .flatten()
+        .map_or(0, |(_, keys)| keys.len() as u64)
+}
+
+/// Reads the entry at `offset` of a pack whose entries end at `end`, which
+/// the index says is `key`'s: `Ok(None)` if it fails a check.
+fn read_entry(file: &File, offset: u64, end: u64, key: &Key) -> io::Result<Option<Entry>> {
+    let mut header = [0; ENTRY_HEADER_LEN as usize];
+    file.read_exact_at(&mut header, offset)?;
+    let (flags, len) = (le_u32(&header, 64), le_u32(&header, 68));
+    if header[..32] != key.0
+        || flags & !FLAG_RAW != 0
+        || offset + ENTRY_HEADER_LEN + u64::from(len) > end
+    {
+        return Ok(None);
+    }
+    // The length is within the file, so this allocates no more than is there.
+    let mut bytes = vec![0; len as usize];
+    file.read_exact_at(&mut bytes, offset + ENTRY_HEADER_LEN)?;
+    if entry_checksum(&header, &bytes) != header[32..64] {
+        return Ok(None);
+    }
     Ok(Some(Entry {
         raw: flags & FLAG_RAW != 0,
         bytes,
     }))
 }
 
-/// Marks a hit entry as recently used, unless it was within the hour.
-/// Failures (a read-only folder) are ignored: the entry is still good.
-fn refresh(file: &File, meta: &fs::Metadata) {
+/// The entries of a damaged pack that pass their checks (none if its index fails).
+fn good_entries(pack: &Pack) -> Vec<(Key, bool, Vec<u8>)> {
+    let Some(Some(file)) = pack.file.get() else {
+        return Vec::new();
+    };
+    let Ok(Some((index_at, keys))) = read_index(file) else {
+        return Vec::new();
+    };
+    keys.iter()
+        .filter_map(|(key, offset)| {
+            let entry = read_entry(file, *offset, index_at, key).ok()??;
+            Some((*key, entry.raw, entry.bytes))
+        })
+        .collect()
+}
+
+/// Marks a pack with a hit as recently used, unless it was within the hour.
+/// Failures (a read-only folder) are ignored: the pack is still good.
+fn refresh(file: &File, modified: SystemTime) {
     // Not `SystemTime::now` in the image: the clock only orders evictions.
     let now = SystemTime::now();
-    let recent = meta.modified().is_ok_and(|mtime| {
-        now.duration_since(mtime)
-            .is_ok_and(|age| age < REFRESH_AFTER)
-    });
+    let recent = now
+        .duration_since(modified)
+        .is_ok_and(|age| age < REFRESH_AFTER);
     if !recent {
         // Setting explicit times needs ownership, not a writable descriptor.
         let _ = file.set_modified(now);
     }
 }
 
-/// The files under `blocks-v1`, sorted into entries and temp files.
-#[derive(Debug, Default)]
-struct Listing {
-    entries: Vec<Listed>,
-    temps: Vec<Listed>,
-}
-
+/// A file found by [`list_files`].
 #[derive(Debug)]
 struct Listed {
     path: PathBuf,
@@ -410,60 +750,55 @@ struct Listed {
     modified: SystemTime,
 }
 
-/// Lists the regular files in the subfolders of `root`: names of 64 hex
-/// digits are entries, `.tmp-*` temp files, anything else is left alone.
-/// Folders and files that vanish meanwhile are skipped; a missing `root` is empty.
-fn list(root: &Path) -> io::Result<Listing> {
-    let mut listing = Listing::default();
-    for sub in read_dir_if_present(root)? {
-        let sub = sub?;
-        if !sub.file_type()?.is_dir() {
-            continue;
-        }
-        for file in read_dir_if_present(&sub.path())? {
-            let file = file?;
-            let name = file.file_name();
-            let list = if is_entry_name(&name) {
-                &mut listing.entries
-            } else if name.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()) {
-                &mut listing.temps
-            } else {
-                continue;
-            };
-            let meta = match file.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            if meta.is_file() {
-                list.push(Listed {
-                    path: file.path(),
-                    len: meta.len(),
-                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                });
-            }
-        }
-    }
-    Ok(listing)
+/// The packs in `root`, sorted by name; a missing `root` holds none.
+fn list_packs(root: &Path) -> io::Result<Vec<Listed>> {
+    let mut packs = list_files(root, is_pack_name)?;
+    packs.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(packs)
 }
 
-/// `fs::read_dir`, with a missing folder read as empty.
-fn read_dir_if_present(dir: &Path) -> io::Result<impl Iterator<Item = io::Result<fs::DirEntry>>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => Some(entries),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+/// The regular files in `folder` whose names pass `keep`. Files that vanish
+/// meanwhile are skipped; a missing folder is empty.
+fn list_files(folder: &Path, keep: impl Fn(&OsStr) -> bool) -> io::Result<Vec<Listed>> {
+    let entries = match fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    Ok(entries
-        .into_iter()
-        .flatten()
-        .filter(|res| !matches!(res, Err(e) if e.kind() == io::ErrorKind::NotFound)))
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if !keep(&entry.file_name()) {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_file() {
+            files.push(Listed {
+                path: entry.path(),
+                len: meta.len(),
+                modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            });
+        }
+    }
+    Ok(files)
 }
 
-/// 64 lowercase hex digits, as [`Key::to_hex`] writes.
-fn is_entry_name(name: &OsStr) -> bool {
+/// 16 lowercase hex digits and `.pack`, as [`Store::flush`] names packs.
+fn is_pack_name(name: &OsStr) -> bool {
     let bytes = name.as_encoded_bytes();
-    bytes.len() == 64 && bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    bytes.len() == 16 + PACK_SUFFIX.len()
+        && bytes.ends_with(PACK_SUFFIX.as_bytes())
+        && bytes[..16]
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
@@ -482,6 +817,27 @@ mod tests {
         }
     }
 
+    fn open(dir: &Path) -> Store {
+        Store::open(dir, MAX_PACK_BYTES).unwrap()
+    }
+
+    /// Stores `entries` (key number, raw, bytes) as one build and flushes.
+    fn build(dir: &Path, entries: &[(u8, bool, Vec<u8>)]) {
+        let store = open(dir);
+        for (n, raw, bytes) in entries {
+            store.put(&key(*n), *raw, bytes).unwrap();
+        }
+        store.flush().unwrap();
+    }
+
+    fn packs(dir: &Path) -> Vec<PathBuf> {
+        list_packs(&dir.join(PACKS_DIR))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.path)
+            .collect()
+    }
+
     fn set_mtime(path: &Path, mtime: SystemTime) {
         File::options()
             .write(true)
@@ -495,22 +851,11 @@ mod tests {
         fs::metadata(path).unwrap().modified().unwrap()
     }
 
-    /// The files in `dir`'s subfolders, as names relative to `dir`.
-    fn files(dir: &Path) -> Vec<String> {
-        let mut names = Vec::new();
-        for sub in fs::read_dir(dir).unwrap() {
-            let sub = sub.unwrap();
-            for file in fs::read_dir(sub.path()).unwrap() {
-                let file = file.unwrap();
-                names.push(format!(
-                    "{}/{}",
-                    sub.file_name().to_string_lossy(),
-                    file.file_name().to_string_lossy()
-                ));
-            }
-        }
-        names.sort();
-        names
+    /// Rewrites the file at `path` with `edit` applied to its bytes.
+    fn edit(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+        let mut bytes = fs::read(path).unwrap();
+        edit(&mut bytes);
+        fs::write(path, bytes).unwrap();
     }
 
     #[test]
@@ -520,116 +865,239 @@ mod tests {
     }
 
     #[test]
-    fn put_then_get_returns_the_bytes() {
-        let cases: &[(bool, Vec<u8>)] = &[
-            (true, Vec::new()),
-            (false, b"abc".to_vec()),
-            (true, noise(4096, 1)),
-            (false, noise(1 << 20, 2)),
+    fn a_flushed_build_is_one_pack_that_the_next_build_reads() {
+        let cases: Vec<(u8, bool, Vec<u8>)> = vec![
+            (0, true, Vec::new()),
+            (1, false, b"abc".to_vec()),
+            (2, true, noise(4096, 1)),
+            (3, false, noise(1 << 20, 2)),
         ];
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        for (n, (raw, bytes)) in cases.iter().enumerate() {
-            let key = key(n as u8);
-            store.put(&key, *raw, bytes).unwrap();
-            let entry = hit(store.get(&key));
-            assert_eq!((entry.raw, &entry.bytes), (*raw, bytes), "case {n}");
-            let len = fs::metadata(store.entry_path(&key)).unwrap().len();
-            assert_eq!(len, (HEADER_LEN + bytes.len()) as u64, "case {n}");
+        let store = open(dir.path());
+        for (n, raw, bytes) in &cases {
+            store.put(&key(*n), *raw, bytes).unwrap();
         }
-        // A second put replaces the entry.
-        store.put(&key(0), false, b"new").unwrap();
+        // What this build stored is not looked up before it is published.
+        assert!(matches!(store.get(&key(1)), Lookup::Miss));
+        // A second put of a key in one build is not stored twice.
+        store.put(&key(1), false, b"abc").unwrap();
+        assert_eq!(store.flush().unwrap(), 0);
+        assert!(!dir
+            .path()
+            .join(PACKS_DIR)
+            .join(TMP_DIR)
+            .read_dir()
+            .unwrap()
+            .any(|_| true));
+
+        let packs = packs(dir.path());
+        assert_eq!(packs.len(), 1);
+        let payload: u64 = cases.iter().map(|(_, _, b)| b.len() as u64).sum();
+        let expect = HEADER_LEN + 4 * (ENTRY_HEADER_LEN + INDEX_ENTRY_LEN) + payload + FOOTER_LEN;
+        assert_eq!(fs::metadata(&packs[0]).unwrap().len(), expect);
         assert_eq!(
-            hit(store.get(&key(0))),
-            Entry {
-                raw: false,
-                bytes: b"new".to_vec()
+            stats(dir.path()).unwrap(),
+            CacheStats {
+                entries: 4,
+                bytes: expect,
+                record_bytes: 0
             }
         );
+
+        let store = open(dir.path());
+        for (n, raw, bytes) in &cases {
+            let entry = hit(store.get(&key(*n)));
+            assert_eq!((entry.raw, &entry.bytes), (*raw, bytes), "key {n}");
+        }
+        assert!(matches!(store.get(&key(9)), Lookup::Miss));
+        assert_eq!(store.bad_at_open(), 0);
     }
 
     #[test]
-    fn an_absent_key_is_a_miss() {
+    fn a_full_pack_is_published_and_the_next_one_begun() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        assert!(matches!(store.get(&key(1)), Lookup::Miss));
-        store.put(&key(1), false, b"x").unwrap();
-        // Same subfolder or not, another key is still a miss.
-        assert!(matches!(store.get(&key(2)), Lookup::Miss));
-    }
-
-    /// Puts an entry under key 1, lets `damage` edit its file (the store and
-    /// the path are given), then expects `Bad`, the file gone, and a miss after.
-    fn check_bad(what: &str, damage: impl FnOnce(&Store, &Path)) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.put(&key(1), true, &noise(1000, 7)).unwrap();
-        let path = store.entry_path(&key(1));
-        damage(&store, &path);
-        assert!(matches!(store.get(&key(1)), Lookup::Bad), "{what}");
-        assert!(!path.exists(), "{what}: the bad entry is removed");
-        assert!(matches!(store.get(&key(1)), Lookup::Miss), "{what}");
-    }
-
-    /// Rewrites the file at `path` with `edit` applied to its bytes.
-    fn edit(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
-        let mut bytes = fs::read(path).unwrap();
-        edit(&mut bytes);
-        fs::write(path, bytes).unwrap();
+        let store = Store::open(dir.path(), 3000).unwrap();
+        for n in 0..7 {
+            store.put(&key(n), false, &noise(1000, n.into())).unwrap();
+            // Published as soon as it holds 3000 bytes: after the third entry.
+            assert_eq!(packs(dir.path()).len(), usize::from(n + 1) / 3, "after {n}");
+        }
+        store.flush().unwrap();
+        assert_eq!(packs(dir.path()).len(), 3);
+        let store = open(dir.path());
+        for n in 0..7 {
+            assert_eq!(hit(store.get(&key(n))).bytes, noise(1000, n.into()));
+        }
     }
 
     #[test]
-    fn a_damaged_entry_is_bad_and_removed() {
-        check_bad("payload byte flipped", |_, p| {
-            edit(p, |b| b[HEADER_LEN + 500] ^= 1)
-        });
-        check_bad("checksum byte flipped", |_, p| edit(p, |b| b[60] ^= 0x80));
-        check_bad("raw flag cleared", |_, p| edit(p, |b| b[12] = 0));
-        check_bad("unknown flag", |_, p| edit(p, |b| b[13] = 1));
-        check_bad("bad magic", |_, p| edit(p, |b| b[0] = b'X'));
-        check_bad("foreign version", |_, p| {
-            edit(p, |b| b[8..12].copy_from_slice(&2u32.to_le_bytes()))
-        });
-        check_bad("length too big", |_, p| edit(p, |b| b[17] += 1));
-        check_bad("truncated by one", |_, p| {
-            edit(p, |b| b.truncate(b.len() - 1))
-        });
-        check_bad("truncated into the header", |_, p| {
-            edit(p, |b| b.truncate(40))
-        });
-        check_bad("empty", |_, p| edit(p, Vec::clear));
-        check_bad("trailing byte", |_, p| edit(p, |b| b.push(0)));
-        check_bad("another key's entry", |store, p| {
-            store.put(&key(2), true, &noise(1000, 7)).unwrap();
-            fs::copy(store.entry_path(&key(2)), p).unwrap();
-        });
+    fn an_unflushed_store_publishes_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            store.put(&key(1), true, b"kept").unwrap();
+        }
+        assert_eq!(hit(open(dir.path()).get(&key(1))).bytes, b"kept");
+    }
+
+    /// Builds a pack of keys 1..=3, damages it with `damage`, and returns the
+    /// lookups of a new store, what its flush copied, and the folder.
+    fn damaged(damage: impl FnOnce(&Path)) -> (Vec<Lookup>, u64, u64, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        build(
+            dir.path(),
+            &[
+                (1, true, noise(1000, 1)),
+                (2, false, noise(1000, 4)),
+                (3, true, noise(1000, 6)),
+            ],
+        );
+        damage(&packs(dir.path())[0]);
+        let store = open(dir.path());
+        let lookups = (1..=3).map(|n| store.get(&key(n))).collect();
+        let copied = store.flush().unwrap();
+        (lookups, copied, store.bad_at_open(), dir)
+    }
+
+    /// An edit of a pack's bytes.
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
+    /// The offset of the second entry's payload.
+    const SECOND_PAYLOAD: u64 = HEADER_LEN + ENTRY_HEADER_LEN + 1000 + ENTRY_HEADER_LEN;
+
+    #[test]
+    fn a_damaged_entry_is_bad_and_its_pack_replaced_by_the_good_entries() {
+        fn at(n: u64) -> usize {
+            usize::try_from(n).unwrap()
+        }
+        let cases: [(&str, Damage); 5] = [
+            (
+                "payload byte flipped",
+                Box::new(|b| b[at(SECOND_PAYLOAD + 500)] ^= 1),
+            ),
+            (
+                "checksum byte flipped",
+                Box::new(|b| b[at(SECOND_PAYLOAD) - 20] ^= 0x80),
+            ),
+            (
+                "key byte flipped",
+                Box::new(|b| b[at(SECOND_PAYLOAD - ENTRY_HEADER_LEN) + 3] ^= 1),
+            ),
+            ("raw flag set", Box::new(|b| b[at(SECOND_PAYLOAD) - 8] = 1)),
+            (
+                "length too big",
+                Box::new(|b| b[at(SECOND_PAYLOAD) - 3] += 1),
+            ),
+        ];
+        for (what, damage) in cases {
+            let (lookups, copied, bad_at_open, dir) = damaged(|p| edit(p, damage));
+            assert!(matches!(lookups[0], Lookup::Hit(_)), "{what}");
+            assert!(
+                matches!(lookups[1], Lookup::Bad),
+                "{what}: {:?}",
+                lookups[1]
+            );
+            assert!(matches!(lookups[2], Lookup::Hit(_)), "{what}");
+            assert_eq!((copied, bad_at_open), (2, 0), "{what}");
+            // The damaged pack is gone; its good entries are in a new one.
+            let store = open(dir.path());
+            assert_eq!(packs(dir.path()).len(), 1, "{what}");
+            assert_eq!(hit(store.get(&key(1))).bytes, noise(1000, 1), "{what}");
+            assert!(matches!(store.get(&key(2)), Lookup::Miss), "{what}");
+            assert_eq!(hit(store.get(&key(3))).bytes, noise(1000, 6), "{what}");
+        }
     }
 
     #[test]
-    fn a_hit_refreshes_an_old_mtime_only() {
+    fn a_pack_with_a_damaged_index_is_ignored_and_removed() {
+        let cases: [(&str, Damage); 9] = [
+            (
+                "index byte flipped",
+                Box::new(|b| {
+                    let n = b.len();
+                    b[n - 70] ^= 1
+                }),
+            ),
+            (
+                "footer checksum flipped",
+                Box::new(|b| {
+                    let n = b.len();
+                    b[n - 20] ^= 1
+                }),
+            ),
+            (
+                "foreign version",
+                Box::new(|b| {
+                    let n = b.len();
+                    b[n - 44] += 1
+                }),
+            ),
+            (
+                "bad index magic",
+                Box::new(|b| {
+                    let n = b.len();
+                    b[n - 1] = b'Y'
+                }),
+            ),
+            ("bad pack magic", Box::new(|b| b[0] = b'X')),
+            ("foreign pack version", Box::new(|b| b[8] += 1)),
+            ("truncated by one", Box::new(|b| b.truncate(b.len() - 1))),
+            ("truncated to half", Box::new(|b| b.truncate(b.len() / 2))),
+            ("trailing byte", Box::new(|b| b.push(0))),
+        ];
+        for (what, damage) in cases {
+            let (lookups, copied, bad_at_open, dir) = damaged(|p| edit(p, damage));
+            let missed = lookups.iter().filter(|l| matches!(l, Lookup::Miss));
+            assert_eq!(missed.count(), 3, "{what}");
+            assert_eq!((copied, bad_at_open), (0, 1), "{what}");
+            assert!(packs(dir.path()).is_empty(), "{what}: the pack is removed");
+        }
+        let (lookups, _, bad_at_open, _) = damaged(|p| fs::write(p, b"").unwrap());
+        assert!(lookups.iter().all(|l| matches!(l, Lookup::Miss)));
+        assert_eq!(bad_at_open, 1, "an empty pack");
+    }
+
+    #[test]
+    fn a_hit_refreshes_an_old_pack_mtime_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.put(&key(1), false, b"x").unwrap();
-        let path = store.entry_path(&key(1));
+        build(dir.path(), &[(1, false, b"x".to_vec())]);
+        let path = packs(dir.path()).remove(0);
         let now = SystemTime::now();
 
         let recent = now - Duration::from_secs(30 * 60);
         set_mtime(&path, recent);
-        hit(store.get(&key(1)));
+        hit(open(dir.path()).get(&key(1)));
         assert_eq!(mtime(&path), recent);
 
         set_mtime(&path, now - Duration::from_secs(2 * 60 * 60));
-        hit(store.get(&key(1)));
+        hit(open(dir.path()).get(&key(1)));
         assert!(mtime(&path) >= now - Duration::from_secs(60));
     }
 
-    #[test]
-    fn trim_evicts_least_recently_used_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+    /// One pack per key `n` with 100 bytes, aged as given; returns each pack's path.
+    fn aged_packs(dir: &Path, ages: &[(u8, u64)]) -> HashMap<u8, PathBuf> {
         let base = SystemTime::now() - Duration::from_secs(10 * 24 * 60 * 60);
+        let mut paths = HashMap::new();
+        for &(n, secs) in ages {
+            let before = packs(dir);
+            build(dir, &[(n, false, vec![n; 100])]);
+            let path = packs(dir)
+                .into_iter()
+                .find(|p| !before.contains(p))
+                .unwrap();
+            set_mtime(&path, base + Duration::from_secs(secs));
+            paths.insert(n, path);
+        }
+        paths
+    }
+
+    const ONE_ENTRY_PACK: u64 = HEADER_LEN + ENTRY_HEADER_LEN + 100 + INDEX_ENTRY_LEN + FOOTER_LEN;
+
+    #[test]
+    fn trim_evicts_least_recently_used_packs_first() {
+        let dir = tempfile::tempdir().unwrap();
         // (key, mtime in seconds after base); keys 5 and 6 tie on mtime.
-        let ages: [(u8, u64); 8] = [
+        let ages = [
             (0, 70),
             (1, 10),
             (2, 50),
@@ -639,23 +1107,19 @@ mod tests {
             (6, 30),
             (7, 60),
         ];
-        for (n, secs) in ages {
-            store.put(&key(n), false, &[n; 100]).unwrap();
-            set_mtime(&store.entry_path(&key(n)), base + Duration::from_secs(secs));
-        }
-        let entry_len = (HEADER_LEN + 100) as u64;
+        let paths = aged_packs(dir.path(), &ages);
+        let store = open(dir.path());
         assert_eq!(
-            store.trim(8 * entry_len).unwrap(),
+            store.trim(8 * ONE_ENTRY_PACK).unwrap(),
             0,
             "at the cap, nothing goes"
         );
 
-        // Over a cap of 5.5 entries, trimming goes down to 90 % of it: 4 entries.
-        let cap = 5 * entry_len + entry_len / 2;
+        // Over a cap of 5.5 packs, trimming goes down to 90 % of it: 4 packs.
+        let cap = 5 * ONE_ENTRY_PACK + ONE_ENTRY_PACK / 2;
         assert_eq!(store.trim(cap).unwrap(), 4);
         for (n, _) in ages {
-            let kept = store.entry_path(&key(n)).exists();
-            assert_eq!(kept, ![1, 5, 6, 3].contains(&n), "key {n}");
+            assert_eq!(paths[&n].exists(), ![1, 5, 6, 3].contains(&n), "key {n}");
         }
         let left = stats(dir.path()).unwrap().bytes;
         assert!(left <= cap * 9 / 10, "{left} bytes left");
@@ -664,36 +1128,27 @@ mod tests {
     #[test]
     fn trim_evicts_ties_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let at = SystemTime::now() - Duration::from_secs(60);
-        for n in [5, 6] {
-            store.put(&key(n), false, b"x").unwrap();
-            set_mtime(&store.entry_path(&key(n)), at);
-        }
-        let first = if key(5).to_hex() < key(6).to_hex() {
-            5
-        } else {
-            6
-        };
-        assert_eq!(store.trim(2 * (HEADER_LEN as u64 + 1) - 1).unwrap(), 1);
-        assert!(!store.entry_path(&key(first)).exists());
-        assert!(store.entry_path(&key(11 - first)).exists());
+        let paths = aged_packs(dir.path(), &[(5, 0), (6, 0)]);
+        let first = if paths[&5] < paths[&6] { 5 } else { 6 };
+        assert_eq!(open(dir.path()).trim(2 * ONE_ENTRY_PACK - 1).unwrap(), 1);
+        assert!(!paths[&first].exists());
+        assert!(paths[&(11 - first)].exists());
     }
 
     #[test]
-    fn trim_removes_stale_temp_files() {
+    fn trim_removes_stale_temp_files_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.put(&key(1), false, b"x").unwrap();
-        let folder = store.entry_path(&key(1)).parent().unwrap().to_path_buf();
-        let stale = folder.join(".tmp-1-0-stale");
-        let fresh = folder.join(".tmp-1-1-fresh");
-        let other = folder.join("README");
+        build(dir.path(), &[(1, false, b"x".to_vec())]);
+        let tmp = dir.path().join(PACKS_DIR).join(TMP_DIR);
+        let stale = tmp.join(".pack-stale");
+        let fresh = tmp.join(".pack-fresh");
+        let other = dir.path().join(PACKS_DIR).join("README");
         for path in [&stale, &fresh, &other] {
             fs::write(path, b"partial").unwrap();
             set_mtime(path, SystemTime::now() - Duration::from_secs(2 * 60 * 60));
         }
         set_mtime(&fresh, SystemTime::now() - Duration::from_secs(60));
+        let store = open(dir.path());
         assert_eq!(store.trim(u64::MAX).unwrap(), 0);
         assert!(!stale.exists());
         assert!(fresh.exists());
@@ -705,51 +1160,69 @@ mod tests {
     }
 
     #[test]
-    fn stats_and_clear_count_entries_and_records() {
+    fn stats_and_clear_count_packs_and_records_and_remove_the_old_format() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
         assert_eq!(stats(&missing).unwrap(), CacheStats::default());
         assert_eq!(clear(&missing).unwrap(), CacheStats::default());
         assert!(!missing.exists());
 
-        let store = Store::open(dir.path()).unwrap();
+        let legacy = dir.path().join(LEGACY_DIR).join("ab");
+        fs::create_dir_all(&legacy).unwrap();
+        fs::write(legacy.join("entry"), b"old").unwrap();
+        let store = open(dir.path());
+        assert!(
+            !dir.path().join(LEGACY_DIR).exists(),
+            "open removes the old format"
+        );
         assert_eq!(stats(dir.path()).unwrap(), CacheStats::default());
         for (n, len) in [(1, 10), (2, 20), (3, 30)] {
             store.put(&key(n), true, &vec![0; len]).unwrap();
         }
-        let folder = store.entry_path(&key(1)).parent().unwrap().to_path_buf();
-        fs::write(folder.join(".tmp-1-0-x"), b"not counted").unwrap();
+        store.flush().unwrap();
+        fs::write(
+            dir.path().join(PACKS_DIR).join(TMP_DIR).join(".pack-x"),
+            b"not counted",
+        )
+        .unwrap();
         fs::write(dir.path().join(crate::cache::stat::FILE_NAME), b"records").unwrap();
         fs::write(dir.path().join("stat-v1"), b"old").unwrap();
+        fs::create_dir_all(dir.path().join(LEGACY_DIR)).unwrap();
         let expect = CacheStats {
             entries: 3,
-            bytes: 3 * HEADER_LEN as u64 + 60,
+            bytes: HEADER_LEN + 3 * (ENTRY_HEADER_LEN + INDEX_ENTRY_LEN) + 60 + FOOTER_LEN,
             record_bytes: 10,
         };
         assert_eq!(stats(dir.path()).unwrap(), expect);
         assert_eq!(clear(dir.path()).unwrap(), expect);
         assert_eq!(stats(dir.path()).unwrap(), CacheStats::default());
-        assert!(!dir.path().join(BLOCKS_DIR).exists());
-        assert!(!dir.path().join(crate::cache::stat::FILE_NAME).exists());
-        assert!(!dir.path().join("stat-v1").exists());
+        for gone in [
+            PACKS_DIR,
+            LEGACY_DIR,
+            crate::cache::stat::FILE_NAME,
+            "stat-v1",
+        ] {
+            assert!(!dir.path().join(gone).exists(), "{gone}");
+        }
         assert!(dir.path().join(TAG_FILE).exists());
-        // The open store recreates its subfolders.
-        store.put(&key(1), true, b"again").unwrap();
-        hit(store.get(&key(1)));
+        // A store opened before recreates its folders.
+        store.put(&key(4), true, b"again").unwrap();
+        store.flush().unwrap();
+        hit(open(dir.path()).get(&key(4)));
     }
 
     #[test]
     fn open_writes_the_tag_once_and_leaves_no_probe() {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("a/b");
-        Store::open(&cache).unwrap();
+        open(&cache);
         let tag = fs::read_to_string(cache.join(TAG_FILE)).unwrap();
         assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55\n"));
         assert!(tag.contains("# This file is a cache directory tag created by mkportable."));
-        assert_eq!(fs::read_dir(cache.join(BLOCKS_DIR)).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(cache.join(PACKS_DIR)).unwrap().count(), 0);
 
         fs::write(cache.join(TAG_FILE), "kept").unwrap();
-        Store::open(&cache).unwrap();
+        open(&cache);
         assert_eq!(fs::read_to_string(cache.join(TAG_FILE)).unwrap(), "kept");
     }
 
@@ -759,53 +1232,79 @@ mod tests {
         let file = dir.path().join("file");
         fs::write(&file, b"").unwrap();
         for path in [file.clone(), file.join("sub")] {
-            assert!(Store::open(&path).is_err(), "{}", path.display());
+            assert!(
+                Store::open(&path, MAX_PACK_BYTES).is_err(),
+                "{}",
+                path.display()
+            );
         }
     }
 
     #[test]
     fn an_unusable_store_finds_and_keeps_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        Store::open(dir.path())
-            .unwrap()
-            .put(&key(1), false, b"x")
-            .unwrap();
+        build(dir.path(), &[(1, false, b"x".to_vec())]);
         let store = Store::unusable(dir.path());
         assert!(matches!(store.get(&key(1)), Lookup::Miss));
         assert!(store.put(&key(2), false, b"y").is_err());
-        assert!(!store.entry_path(&key(2)).exists());
+        assert_eq!(store.flush().unwrap(), 0);
         assert_eq!(store.trim(0).unwrap(), 0);
-        assert!(Store::open(dir.path())
-            .unwrap()
-            .entry_path(&key(1))
-            .exists());
+        drop(store);
+        assert_eq!(packs(dir.path()).len(), 1);
+        hit(open(dir.path()).get(&key(1)));
     }
 
     #[test]
-    fn concurrent_puts_of_one_key_leave_one_good_entry() {
+    fn a_failed_write_removes_the_pack_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.put(&key(1), false, b"x").unwrap();
+        // Publishing fails: a folder stands where the pack's tmp folder is read.
+        let tmp = dir.path().join(PACKS_DIR).join(TMP_DIR);
+        let before: Vec<_> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(before.len(), 1);
+        fs::remove_dir_all(dir.path().join(PACKS_DIR)).unwrap();
+        assert!(store.flush().is_err());
+        // Nothing left behind, and the next build starts a new pack.
+        drop(store);
+        assert!(!dir.path().join(PACKS_DIR).exists());
+        let store = open(dir.path());
+        store.put(&key(1), false, b"x").unwrap();
+        store.flush().unwrap();
+        hit(open(dir.path()).get(&key(1)));
+    }
+
+    #[test]
+    fn concurrent_builds_of_one_folder_leave_good_packs() {
         let dir = tempfile::tempdir().unwrap();
         // Two stores on one folder stand in for two processes.
-        let stores = [
-            Store::open(dir.path()).unwrap(),
-            Store::open(dir.path()).unwrap(),
-        ];
-        let bytes = noise(64 << 10, 3);
+        let stores = [open(dir.path()), open(dir.path())];
         std::thread::scope(|scope| {
-            for thread in 0..8 {
-                let (store, bytes) = (&stores[thread % 2], &bytes);
+            for thread in 0..8u8 {
+                let store = &stores[usize::from(thread % 2)];
                 scope.spawn(move || {
-                    for _ in 0..20 {
-                        store.put(&key(1), false, bytes).unwrap();
-                        // Never `Bad`: readers see a whole old or new entry.
-                        assert_eq!(&hit(store.get(&key(1))).bytes, bytes);
+                    // Both stores write the same 80 keys.
+                    for n in 0..20u8 {
+                        let n = n * 4 + thread / 2;
+                        store.put(&key(n), false, &noise(4096, n.into())).unwrap();
                     }
                 });
             }
         });
-        assert_eq!(hit(stores[0].get(&key(1))).bytes, bytes);
-        assert_eq!(
-            files(&dir.path().join(BLOCKS_DIR)),
-            [format!("{}/{}", &key(1).to_hex()[..2], key(1).to_hex())]
-        );
+        for store in &stores {
+            store.flush().unwrap();
+        }
+        assert_eq!(packs(dir.path()).len(), 2);
+        let store = open(dir.path());
+        for k in 0..4u8 {
+            for n in 0..20u8 {
+                let n = n * 4 + k;
+                assert_eq!(hit(store.get(&key(n))).bytes, noise(4096, n.into()));
+            }
+        }
+        assert_eq!(stats(dir.path()).unwrap().entries, 160);
     }
 }
