@@ -9,19 +9,21 @@
 //! - `one-small-file/*`: change, add or remove one small file: the warm
 //!   rebuild equals a cold one and misses at most 4 of the ≥ 40 fragment blocks;
 //! - `trust-stat`: unchanged files are not read; a touched one is;
-//! - `corrupted-entries`: flipped, truncated and foreign-version entries are
-//!   counted, never used, and rebuilt;
+//! - `corrupted-entries`: in a cache of at least 5 packs, flipped payload
+//!   bytes, a truncated pack and a foreign-version footer are counted, never
+//!   used, and rebuilt;
 //! - `concurrent-builds`: two processes on one cache, empty then warm;
 //! - `read-only-cache`, `full-cache-disk`: the build goes on without the
 //!   cache, with exactly one warning line;
 //! - `stats-and-clear`: `mkportable cache stats` and `clear`, and the cache's
-//!   size against the image's (xz 1M, text-heavy);
+//!   size, in bytes and in allocated blocks, against the image's (xz 1M,
+//!   text-heavy);
 //! - `cache-size-64K`: `--cache-size` caps what stays on disk.
 //!
 //! Needs root (tmpfs mounts).
 
 use std::fs::{self, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -35,9 +37,29 @@ use crate::tree_gen::Rng;
 /// so rewriting or touching a file changes only its content in the image.
 const SOURCE_DATE_EPOCH: &str = "1000000000";
 
-/// The entry header of the cache format (`crates/squash/src/cache/store.rs`):
-/// magic, version, flags, length, key, checksum.
-const ENTRY_HEADER_LEN: u64 = 8 + 4 + 4 + 4 + 32 + 32;
+/// The folder of the cache's pack files (`crates/squash/src/cache/store.rs`).
+/// A pack is, little-endian: a header, entries one after another, an index of
+/// (key, entry offset) rows and a footer.
+const PACKS_DIR: &str = "packs-v1";
+
+/// A pack's header: magic `MKPPACK\0`, version, zero.
+const PACK_HEADER_LEN: u64 = 8 + 4 + 4;
+
+/// An entry's header, before its payload: key, checksum, flags, payload length.
+const ENTRY_HEADER_LEN: u64 = 32 + 32 + 4 + 4;
+
+/// Where an entry's payload length is, from the entry's start.
+const ENTRY_LEN_AT: u64 = 32 + 32 + 4;
+
+/// An index row: key, offset of the entry from the start of the pack.
+const INDEX_ROW_LEN: u64 = 32 + 8;
+
+/// A pack's footer, its last bytes: index offset (u64), entry count (u32),
+/// version (u32), checksum (32), magic `MKPINDEX`.
+const PACK_FOOTER_LEN: u64 = 8 + 4 + 4 + 32 + 8;
+
+/// Where the footer's version is, from the footer's start.
+const FOOTER_VERSION_AT: u64 = 8 + 4;
 
 /// Longer than the library waits before it records a changed file's hashes
 /// (`RACY_SECONDS` in `crates/squash/src/cache/stat.rs`).
@@ -402,46 +424,154 @@ fn content_files(root: &Path) -> Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
-/// The block entry files of the cache `cache`, sorted.
-fn entry_files(cache: &Path) -> Result<Vec<PathBuf>> {
-    let blocks = cache.join("blocks-v1");
-    let mut entries = Vec::new();
-    for sub in fs::read_dir(&blocks).with_context(|| format!("listing {}", blocks.display()))? {
-        let sub = sub?;
-        if !sub.file_type()?.is_dir() {
-            continue;
-        }
-        for entry in fs::read_dir(sub.path())? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() && !entry.file_name().to_string_lossy().starts_with('.')
-            {
-                entries.push(entry.path());
-            }
+/// The pack files of the cache `cache` (`packs-v1/*.pack`), sorted.
+fn pack_files(cache: &Path) -> Result<Vec<PathBuf>> {
+    let packs = cache.join(PACKS_DIR);
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&packs).with_context(|| format!("listing {}", packs.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_file() && path.extension().is_some_and(|e| e == "pack") {
+            files.push(path);
         }
     }
-    entries.sort();
-    Ok(entries)
+    files.sort();
+    Ok(files)
 }
 
-/// Temporary files left in the cache (`.tmp-*` beside the entries).
+/// Files left in the cache's `packs-v1/tmp`, where builds write the packs
+/// they have not published yet (none should be left once builds end).
 fn temp_files(cache: &Path) -> Result<usize> {
-    let blocks = cache.join("blocks-v1");
-    if !blocks.is_dir() {
+    let tmp = cache.join(PACKS_DIR).join("tmp");
+    if !tmp.is_dir() {
         return Ok(0);
     }
     let mut n = 0;
-    let mut stack = vec![blocks];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                stack.push(entry.path());
-            } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                n += 1;
-            }
-        }
+    for entry in fs::read_dir(&tmp).with_context(|| format!("listing {}", tmp.display()))? {
+        entry?;
+        n += 1;
     }
     Ok(n)
+}
+
+/// One entry of a pack.
+#[derive(Debug, Clone, Copy)]
+struct PackEntry {
+    /// Where the entry starts, from the start of the pack.
+    offset: u64,
+    /// Its payload's length.
+    len: u64,
+}
+
+impl PackEntry {
+    /// Where the payload starts, from the start of the pack.
+    fn payload_at(&self) -> u64 {
+        self.offset + ENTRY_HEADER_LEN
+    }
+}
+
+/// The bytes of a pack, with the fields the suite damages.
+struct Pack {
+    path: PathBuf,
+    data: Vec<u8>,
+}
+
+impl Pack {
+    fn read(path: &Path) -> Result<Pack> {
+        let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let len = data.len() as u64;
+        ensure!(
+            len >= PACK_HEADER_LEN + PACK_FOOTER_LEN
+                && data.starts_with(b"MKPPACK\0")
+                && data.ends_with(b"MKPINDEX"),
+            "{} is not a pack ({len} bytes)",
+            path.display()
+        );
+        Ok(Pack {
+            path: path.to_path_buf(),
+            data,
+        })
+    }
+
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    /// Where the footer starts.
+    fn footer_at(&self) -> u64 {
+        self.len() - PACK_FOOTER_LEN
+    }
+
+    fn u32_at(&self, at: u64) -> u32 {
+        let at = at as usize;
+        u32::from_le_bytes(self.data[at..at + 4].try_into().expect("4 bytes"))
+    }
+
+    fn u64_at(&self, at: u64) -> u64 {
+        let at = at as usize;
+        u64::from_le_bytes(self.data[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    /// The footer's format version.
+    fn version(&self) -> u32 {
+        self.u32_at(self.footer_at() + FOOTER_VERSION_AT)
+    }
+
+    /// The entries the index lists, checked to lie between the header and
+    /// the index.
+    fn entries(&self) -> Result<Vec<PackEntry>> {
+        let index_at = self.u64_at(self.footer_at());
+        let count = u64::from(self.u32_at(self.footer_at() + 8));
+        let name = self.path.display();
+        ensure!(
+            index_at.checked_add(count * INDEX_ROW_LEN) == Some(self.footer_at()),
+            "{name}: an index of {count} rows at {index_at} does not end at the footer ({})",
+            self.footer_at()
+        );
+        (0..count)
+            .map(|i| {
+                let offset = self.u64_at(index_at + i * INDEX_ROW_LEN + 32);
+                ensure!(
+                    offset >= PACK_HEADER_LEN && offset + ENTRY_HEADER_LEN <= index_at,
+                    "{name}: entry {i} at {offset} is outside the entries"
+                );
+                let entry = PackEntry {
+                    offset,
+                    len: u64::from(self.u32_at(offset + ENTRY_LEN_AT)),
+                };
+                ensure!(
+                    entry.payload_at() + entry.len <= index_at,
+                    "{name}: entry {i} at {offset} ({} bytes) runs into the index",
+                    entry.len
+                );
+                Ok(entry)
+            })
+            .collect()
+    }
+
+    fn write(&self) -> Result<()> {
+        fs::write(&self.path, &self.data)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+/// A file's name, for the log.
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Bytes the files take on disk (`st_blocks`), rather than their lengths.
+fn allocated_bytes(files: &[PathBuf]) -> Result<u64> {
+    files
+        .iter()
+        .map(|path| {
+            let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(meta.blocks() * 512)
+        })
+        .sum()
 }
 
 /// The number of fragment blocks of `image`, from `unsquashfs -s`.
@@ -636,73 +766,111 @@ fn corrupted_entries(ctx: &Ctx, dir: &Path) -> Result<()> {
             block_bytes: s.block_bytes,
         },
     )?;
-    let cache = dir.join("cache");
     let out = dir.join("img.sqfs");
     let cold = ctx.cold(&src, &dir.join("cold.sqfs"), s)?;
-    ctx.squash(&src, &out, Some(&cache), s, &[])?;
 
-    let entries = entry_files(&cache)?;
+    // A build publishes a pack once it holds --cache-size / 16 bytes: twice
+    // the tree's cache size gives packs of about an eighth of it.
+    let scratch = dir.join("scratch-cache");
+    ctx.squash(&src, &out, Some(&scratch), s, &[])?;
+    let (_, tree_bytes, _) = ctx.stats(&scratch)?;
+    ensure!(tree_bytes > 0, "the scratch cache holds no bytes");
+    let cache_size = (2 * tree_bytes).to_string();
+    let cache = dir.join("cache");
+    let size_flag = ["--cache-size", cache_size.as_str()];
+    let filled = ctx.squash(&src, &out, Some(&cache), s, &size_flag)?;
+    same(&cold, &filled.image, "cold, empty cache")?;
+
+    let packs = pack_files(&cache)?;
+    println!(
+        "  {} packs with --cache-size {cache_size} (a scratch cache of the tree holds {tree_bytes} bytes)",
+        packs.len()
+    );
     ensure!(
-        entries.len() >= 6,
-        "only {} entries under {}/blocks-v1",
-        entries.len(),
+        packs.len() >= 5,
+        "only {} packs in {}/{PACKS_DIR} with --cache-size {cache_size}; the case needs at least 5",
+        packs.len(),
         cache.display()
     );
-    // Spread the damage over the sorted entries.
-    let pick = |k: usize| entries[k * entries.len() / 6].clone();
+    // Spread the damage over the sorted packs, one kind per pack.
+    let pick = |k: usize| &packs[k * packs.len() / 5];
     let mut damaged = Vec::new();
     for k in 0..3 {
-        let path = pick(k);
-        let len = fs::metadata(&path)?.len();
-        ensure!(
-            len > ENTRY_HEADER_LEN,
-            "{} has no payload ({len} bytes)",
-            path.display()
-        );
-        let at = ENTRY_HEADER_LEN + (len - ENTRY_HEADER_LEN) / 2;
-        let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let mut byte = [0u8];
-        file.seek(SeekFrom::Start(at))?;
-        std::io::Read::read_exact(&mut file, &mut byte)?;
-        file.seek(SeekFrom::Start(at))?;
-        file.write_all(&[byte[0] ^ 0x01])?;
-        damaged.push(format!("flipped byte {at}"));
+        let mut pack = Pack::read(pick(k))?;
+        let entries = pack.entries()?;
+        let Some((i, entry)) = entries
+            .iter()
+            .enumerate()
+            .skip(entries.len() / 2)
+            .chain(entries.iter().enumerate())
+            .find(|(_, e)| e.len > 0)
+        else {
+            bail!("{}: no entry has a payload", pack.path.display());
+        };
+        let at = entry.payload_at() + entry.len / 2;
+        pack.data[at as usize] ^= 0x01;
+        pack.write()?;
+        damaged.push(format!(
+            "{}: flipped byte {at} (payload of entry {i} of {})",
+            file_name(&pack.path),
+            entries.len()
+        ));
     }
-    let truncated = pick(3);
-    let len = fs::metadata(&truncated)?.len();
+    let truncated = Pack::read(pick(3))?;
+    truncated.entries()?;
     OpenOptions::new()
         .write(true)
-        .open(&truncated)?
-        .set_len(len / 2)?;
-    damaged.push(format!("truncated to {}", len / 2));
-    let foreign = pick(4);
-    let mut data = fs::read(&foreign)?;
-    let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
-    data[8..12].copy_from_slice(&(version + 1).to_le_bytes());
-    fs::write(&foreign, &data)?;
-    damaged.push(format!("version {version} -> {}", version + 1));
-    println!(
-        "  damaged 5 of {} entries: {}",
-        entries.len(),
-        damaged.join(", ")
-    );
+        .open(&truncated.path)?
+        .set_len(truncated.len() / 2)?;
+    damaged.push(format!(
+        "{}: truncated from {} to {} bytes",
+        file_name(&truncated.path),
+        truncated.len(),
+        truncated.len() / 2
+    ));
+    let mut foreign = Pack::read(pick(4))?;
+    foreign.entries()?;
+    let version = foreign.version();
+    let at = (foreign.footer_at() + FOOTER_VERSION_AT) as usize;
+    foreign.data[at..at + 4].copy_from_slice(&(version + 1).to_le_bytes());
+    foreign.write()?;
+    damaged.push(format!(
+        "{}: footer version {version} -> {}",
+        file_name(&foreign.path),
+        version + 1
+    ));
+    println!("  damaged 5 of {} packs:", packs.len());
+    for line in &damaged {
+        println!("    {line}");
+    }
 
-    let rebuilt = ctx.squash(&src, &out, Some(&cache), s, &[])?;
-    same(&cold, &rebuilt.image, "with damaged entries")?;
+    let rebuilt = ctx.squash(&src, &out, Some(&cache), s, &size_flag)?;
+    same(&cold, &rebuilt.image, "with damaged packs")?;
     let bad = rebuilt.n("bad_entries")?;
     println!("  rebuild: {}", rebuilt.counts());
     ensure!(
         bad >= 3,
-        "5 entries were damaged, bad_entries is {bad}: {}",
+        "5 packs were damaged, bad_entries is {bad}: {}",
         rebuilt.json
     );
-    let again = ctx.squash(&src, &out, Some(&cache), s, &[])?;
+    let again = ctx.squash(&src, &out, Some(&cache), s, &size_flag)?;
     same(&cold, &again.image, "after the rebuild")?;
+    println!(
+        "  after the rebuild ({} packs): {}",
+        pack_files(&cache)?.len(),
+        again.counts()
+    );
     again.check_warm("after the rebuild")?;
     ensure!(
         again.n("bad_entries")? == 0,
         "damaged entries are still there after the rebuild: {}",
         again.json
+    );
+    let temp = temp_files(&cache)?;
+    ensure!(
+        temp == 0,
+        "{temp} temporary files left in {}/{PACKS_DIR}/tmp",
+        cache.display()
     );
     Ok(())
 }
@@ -759,9 +927,10 @@ fn concurrent_builds(ctx: &Ctx, dir: &Path) -> Result<()> {
             println!("  {round}, {}: {}", out.display(), built.counts());
         }
     }
+    let temp = temp_files(&cache)?;
     ensure!(
-        temp_files(&cache)? == 0,
-        "temporary files left in {}",
+        temp == 0,
+        "{temp} temporary files left in {}/{PACKS_DIR}/tmp",
         cache.display()
     );
     Ok(())
@@ -819,18 +988,30 @@ fn full_cache_disk(ctx: &Ctx, dir: &Path) -> Result<()> {
     let warning = built.check_one_warning("cache on a full tmpfs")?;
     println!("  {warning}");
     println!("  {}", built.counts());
-    // Whatever fitted is still usable, and a second build ends the same way.
+    // The entries written before the disk filled are published and used by
+    // a second build, which ends the same way.
+    ensure!(
+        built.n("entries_written")? > 0,
+        "nothing was kept of what fitted on the full tmpfs: {}",
+        built.json
+    );
     let again = ctx.squash(&src, &out, Some(mount.dir()), s, &[])?;
     same(&cold, &again.image, "second build, cache on a full tmpfs")?;
+    ensure!(
+        again.n("block_hits")? + again.n("fragment_hits")? > 0,
+        "the second build found nothing of what fitted: {}",
+        again.json
+    );
     ensure!(
         again.stderr.lines().count() <= 1,
         "second build: more than one line on stderr:\n{}",
         again.stderr
     );
     println!("  second build: {}", again.counts());
+    let temp = temp_files(mount.dir())?;
     ensure!(
-        temp_files(mount.dir())? == 0,
-        "temporary files left in the full cache"
+        temp == 0,
+        "{temp} temporary files left in the full cache's {PACKS_DIR}/tmp"
     );
     Ok(())
 }
@@ -862,6 +1043,19 @@ fn stats_and_clear(ctx: &Ctx, dir: &Path) -> Result<()> {
     ensure!(
         ratio <= 1.05,
         "the cache takes {ratio:.3}× the image's size, more than 1.05×"
+    );
+    // What the disk gives the packs: a pack rounds up to the file system's
+    // block once, not once per entry.
+    let packs = pack_files(&cache)?;
+    let allocated = allocated_bytes(&packs)?;
+    let allocated_ratio = allocated as f64 / image as f64;
+    println!(
+        "  {} packs take {allocated} bytes on disk (st_blocks × 512): allocated/image = {allocated_ratio:.3}",
+        packs.len()
+    );
+    ensure!(
+        allocated_ratio <= 1.05,
+        "the packs take {allocated} bytes on disk, {allocated_ratio:.3}× the image's size, more than 1.05×"
     );
     let text = run_ok(
         ctx.command()

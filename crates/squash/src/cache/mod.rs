@@ -76,7 +76,8 @@ pub struct CacheReport {
     /// Entries found damaged, truncated or from another format version (ignored
     /// and rebuilt); a pack whose index is damaged counts once.
     pub bad_entries: u64,
-    /// Entries written.
+    /// Entries stored for later builds (in packs published), good entries
+    /// copied out of a damaged pack included.
     pub entries_written: u64,
     /// Entries evicted after the write to stay under the cap.
     pub entries_evicted: u64,
@@ -107,7 +108,6 @@ struct Counters {
     files_not_read: AtomicU64,
     bytes_not_read: AtomicU64,
     bad_entries: AtomicU64,
-    entries_written: AtomicU64,
 }
 
 /// What kind of block an entry holds, for the counters.
@@ -282,16 +282,11 @@ impl Cache {
         if self.is_off() {
             return;
         }
-        match self.store.put(key, raw, bytes) {
-            Ok(()) => {
-                self.counters
-                    .entries_written
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => self.turn_off(format!(
+        if let Err(e) = self.store.put(key, raw, bytes) {
+            self.turn_off(format!(
                 "cannot write to cache `{}` ({e}); going on without storing",
                 self.config.dir.display()
-            )),
+            ));
         }
     }
 
@@ -382,16 +377,11 @@ impl Cache {
     /// saves the file records, evicts packs above the cap, and says what happened.
     pub(crate) fn finish(&self) -> CacheReport {
         if !self.is_off() {
-            match self.store.flush() {
-                Ok(copied) => {
-                    self.counters
-                        .entries_written
-                        .fetch_add(copied, Ordering::Relaxed);
-                }
-                Err(e) => self.turn_off(format!(
+            if let Err(e) = self.store.flush() {
+                self.turn_off(format!(
                     "cannot write to cache `{}` ({e}); going on without storing",
                     self.config.dir.display()
-                )),
+                ));
             }
         }
         if !self.is_off() {
@@ -408,7 +398,8 @@ impl Cache {
             }
         }
         let mut evicted = 0;
-        if !self.is_off() && self.counters.entries_written.load(Ordering::Relaxed) > 0 {
+        let written = self.store.published();
+        if !self.is_off() && written > 0 {
             match self.store.trim(self.config.max_bytes) {
                 Ok(n) => evicted = n,
                 Err(e) => self.turn_off(format!(
@@ -429,7 +420,7 @@ impl Cache {
             files_not_read: load(&c.files_not_read),
             bytes_not_read: load(&c.bytes_not_read),
             bad_entries: load(&c.bad_entries),
-            entries_written: load(&c.entries_written),
+            entries_written: written,
             entries_evicted: evicted,
             warning: self.warning(),
         }

@@ -94,6 +94,8 @@ pub(crate) struct Store {
     /// Packs whose header, footer or index failed a check at open.
     bad_packs: Vec<PathBuf>,
     pending: Mutex<Pending>,
+    /// Entries in the packs this store published.
+    published: AtomicU64,
 }
 
 /// A pack found at open.
@@ -192,6 +194,7 @@ impl Store {
             index: HashMap::new(),
             bad_packs: Vec::new(),
             pending: Mutex::default(),
+            published: AtomicU64::new(0),
         };
         for listed in list_packs(&store.root)? {
             match File::open(&listed.path).and_then(|file| read_index(&file)) {
@@ -234,7 +237,13 @@ impl Store {
             index: HashMap::new(),
             bad_packs: Vec::new(),
             pending: Mutex::default(),
+            published: AtomicU64::new(0),
         }
+    }
+
+    /// Entries in the packs published so far: stored for later builds.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
     }
 
     /// Packs found damaged at open (each counts as one bad entry).
@@ -275,8 +284,8 @@ impl Store {
     /// # Errors
     ///
     /// The bare I/O error (`ENOSPC`, `EROFS`, `EACCES`…) of creating or
-    /// writing the pack, or of publishing it once full; the pack is then
-    /// removed, with what it held. `InvalidInput` for a payload of 4 GiB or
+    /// writing the pack, or of publishing it once full. The entries written
+    /// before are then published if they can be, else removed. `InvalidInput` for a payload of 4 GiB or
     /// more; `Other` for an [`Store::unusable`] store.
     pub(crate) fn put(&self, key: &Key, raw: bool, bytes: &[u8]) -> io::Result<()> {
         if !self.usable {
@@ -287,18 +296,25 @@ impl Store {
         if pending.stored.contains(key) {
             return Ok(());
         }
-        let res = self.append(&mut pending, key, &header, bytes);
-        let res = res.and_then(|()| {
-            if pending.len >= self.pack_limit {
-                self.publish(&mut pending)
-            } else {
-                Ok(())
+        if let Err(e) = self.append(&mut pending, key, &header, bytes) {
+            // Keep what fitted (the disk may be full): cut the partial entry
+            // and publish the entries before it.
+            let cut = pending
+                .file
+                .as_ref()
+                .is_some_and(|(_, file)| file.set_len(pending.len).is_ok());
+            if !(cut && !pending.index.is_empty() && self.publish(&mut pending).is_ok()) {
+                discard(&mut pending);
             }
-        });
-        if res.is_err() {
-            discard(&mut pending);
+            return Err(e);
         }
-        res
+        if pending.len >= self.pack_limit {
+            if let Err(e) = self.publish(&mut pending) {
+                discard(&mut pending);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn append(
@@ -331,18 +347,28 @@ impl Store {
 
     /// Writes the index and footer of the pending pack and renames it into place.
     fn publish(&self, pending: &mut Pending) -> io::Result<()> {
-        let Some((tmp, mut file)) = pending.file.take() else {
+        let Some((tmp, file)) = pending.file.take() else {
             return Ok(());
         };
         let index = std::mem::take(&mut pending.index);
         let tail = index_and_footer(pending.len, &index);
         let name = unique_name("") + PACK_SUFFIX;
+        // At the end of the entries, wherever a failed write left the cursor.
         let res = file
-            .write_all(&tail)
+            .write_all_at(&tail, pending.len)
             .and_then(|()| fs::rename(&tmp, self.root.join(&name)));
         drop(file);
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
+        match &res {
+            Ok(()) => {
+                self.published
+                    .fetch_add(index.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&tmp);
+                for (key, _) in &index {
+                    pending.stored.remove(key);
+                }
+            }
         }
         pending.len = 0;
         res
@@ -881,7 +907,9 @@ mod tests {
         assert!(matches!(store.get(&key(1)), Lookup::Miss));
         // A second put of a key in one build is not stored twice.
         store.put(&key(1), false, b"abc").unwrap();
+        assert_eq!(store.published(), 0);
         assert_eq!(store.flush().unwrap(), 0);
+        assert_eq!(store.published(), 4);
         assert!(!dir
             .path()
             .join(PACKS_DIR)
@@ -1268,6 +1296,7 @@ mod tests {
         assert_eq!(before.len(), 1);
         fs::remove_dir_all(dir.path().join(PACKS_DIR)).unwrap();
         assert!(store.flush().is_err());
+        assert_eq!(store.published(), 0);
         // Nothing left behind, and the next build starts a new pack.
         drop(store);
         assert!(!dir.path().join(PACKS_DIR).exists());
