@@ -82,7 +82,8 @@ pub struct Target {
     pub against: Against,
 }
 
-/// The target on the cache's size: its bytes on disk ÷ the image's.
+/// The target on the cache's size: its bytes on disk ÷ the image's, met when
+/// both `cache stats` bytes and the allocated size (`du`) are within it.
 pub const SIZE_TARGET: (&str, f64) = ("cache: size on disk ≤ 1.05 × the image", 1.05);
 
 /// The row whose cache folder the size target is checked on: one build's
