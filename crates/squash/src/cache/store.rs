@@ -285,8 +285,9 @@ impl Store {
     ///
     /// The bare I/O error (`ENOSPC`, `EROFS`, `EACCES`…) of creating or
     /// writing the pack, or of publishing it once full. The entries written
-    /// before are then published if they can be, else removed. `InvalidInput` for a payload of 4 GiB or
-    /// more; `Other` for an [`Store::unusable`] store.
+    /// before are then published if they can be, else removed.
+    /// `InvalidInput` for a payload of 4 GiB or more; `Other` for an
+    /// [`Store::unusable`] store.
     pub(crate) fn put(&self, key: &Key, raw: bool, bytes: &[u8]) -> io::Result<()> {
         if !self.usable {
             return Err(io::Error::other("the cache is not usable"));
