@@ -975,7 +975,7 @@ fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()
                 }
             }
             println!(
-                "   bound: {} — one core, in-process, every block compressed with liblzma/zstd/flate2 as mkportable-squash does; measured before and after the cells, the mean used",
+                "   bound: {} — one core, in-process, every block compressed by mkportable-squash's own block compressor (no probe); measured before and after the cells, the mean used",
                 names.join(", ")
             );
         }

@@ -22,7 +22,9 @@
 //! A block is kept compressed only when that is strictly smaller than the
 //! input; otherwise the caller stores it raw, as mksquashfs does.
 
+mod huge;
 mod xz;
+mod zstd;
 
 use crate::Error;
 
@@ -430,6 +432,11 @@ impl Compressor {
         if looks_incompressible(input) {
             return None;
         }
+        self.compress_block(input)
+    }
+
+    /// [`Compressor::compress_data`] without the probe: always runs the compressor.
+    fn compress_block(&self, input: &[u8]) -> Option<Vec<u8>> {
         match &self.engine {
             Engine::Gzip { level } => gzip(input, *level),
             Engine::Zstd { level } => zstd(input, *level),
@@ -465,6 +472,39 @@ impl Compressor {
     }
 }
 
+/// Compresses one block at a time exactly as the writer compresses data and
+/// fragment blocks (the same streams, from the same per-thread encoders), but
+/// without the probe that stores blocks which look incompressible raw.
+///
+/// For measuring: `cargo xtask bench` times one core running this over a
+/// corpus as the lower bound of any writer's wall time with these settings.
+#[derive(Debug)]
+pub struct BlockCompressor(Compressor);
+
+impl BlockCompressor {
+    /// The compressor for `compression` with blocks of `block_size` bytes (a
+    /// power of two from 4 KiB to 1 MiB).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] as for [`write_image`](crate::write_image).
+    pub fn new(compression: &Compression, block_size: u32) -> Result<BlockCompressor, Error> {
+        if !block_size.is_power_of_two() || !(4096..=1 << 20).contains(&block_size) {
+            return Err(invalid(
+                "block size",
+                format!("{block_size} is not a power of two from 4096 to 1048576"),
+            ));
+        }
+        Compressor::new(compression, block_size).map(BlockCompressor)
+    }
+
+    /// `input` compressed, or `None` when that is not strictly smaller (the
+    /// writer then stores the block raw).
+    pub fn compress(&self, input: &[u8]) -> Option<Vec<u8>> {
+        self.0.compress_block(input)
+    }
+}
+
 /// Bytes per probe sample.
 const PROBE_SAMPLE: usize = 4096;
 /// Number of samples a block is probed at.
@@ -487,7 +527,7 @@ fn looks_incompressible(input: &[u8]) -> bool {
     (0..PROBE_SAMPLES).all(|i| {
         let sample = &input[i * step..i * step + PROBE_SAMPLE];
         // An error means the frame did not fit: the sample did not shrink by 2 %.
-        zstd::bulk::compress_to_buffer(sample, &mut output, 1).is_err()
+        ::zstd::bulk::compress_to_buffer(sample, &mut output, 1).is_err()
     })
 }
 
@@ -516,44 +556,11 @@ fn gzip(input: &[u8], level: u32) -> Option<Vec<u8>> {
 
 /// A zstd frame of `input` with its content size, if shorter than `input`.
 fn zstd(input: &[u8], level: i32) -> Option<Vec<u8>> {
-    // The bulk API pledges the source size, so the frame header records the
-    // content size and zstd shrinks the window to fit the input. A frame from
-    // the streaming API without a pledged size declares an 8 MiB window at high
-    // levels, which the kernel refuses (format reference §3.2).
-    //
-    // One context per thread and level, reused: a level-15 context is several
-    // MiB, and allocating one per block churns the allocator's per-thread arenas
-    // (peak RSS). A reused context gives the same bytes: every frame starts from
-    // a reset session with the same parameters.
-    //
-    // The frame goes to a scratch buffer of the thread, then to a vector of
-    // its exact size: a fresh block-sized output per block would churn the
-    // allocator too (see `compress/xz.rs`).
-    thread_local! {
-        static ENCODER: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-            const { std::cell::RefCell::new(None) };
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let room = input.len().saturating_sub(1);
-    ENCODER.with_borrow_mut(|slot| {
-        if slot.as_ref().is_none_or(|(cached, _)| *cached != level) {
-            let encoder =
-                zstd::bulk::Compressor::new(level).expect("levels are checked in Compressor::new");
-            *slot = Some((level, encoder));
-        }
-        let (_, encoder) = slot.as_mut().expect("just filled");
-        SCRATCH.with_borrow_mut(|scratch| {
-            if scratch.len() < room {
-                scratch.resize(room, 0);
-            }
-            // The only error left is "destination buffer is too small": the
-            // frame would not be smaller than the input.
-            let written = encoder
-                .compress_to_buffer(input, &mut scratch[..room])
-                .ok()?;
-            Some(scratch[..written].to_vec())
-        })
-    })
+    // The one-shot API pledges the source size, so the frame header records
+    // the content size and zstd shrinks the window to fit the input. A frame
+    // from the streaming API without a pledged size declares an 8 MiB window
+    // at high levels, which the kernel refuses (format reference §3.2).
+    zstd::compress(input, level, input.len())
 }
 
 /// An `.xz` stream of `input` (CRC32 check, preset 6 with an LZMA2 dictionary
@@ -1164,13 +1171,13 @@ mod tests {
                 // The streaming decoder, as in the kernel: the one-shot
                 // decoders do not check the window against `window_log_max`.
                 use std::io::Read;
-                let mut decoder = zstd::stream::read::Decoder::new(stream).unwrap();
+                let mut decoder = ::zstd::stream::read::Decoder::new(stream).unwrap();
                 decoder.window_log_max(max_window.trailing_zeros()).unwrap();
                 let mut output = Vec::new();
                 decoder
                     .read_to_end(&mut output)
                     .expect("zstd frame within the window");
-                let content_size = zstd::zstd_safe::get_frame_content_size(stream).unwrap();
+                let content_size = ::zstd::zstd_safe::get_frame_content_size(stream).unwrap();
                 assert_eq!(
                     content_size,
                     Some(output.len() as u64),
@@ -1426,15 +1433,77 @@ mod tests {
     }
 
     #[test]
-    fn reused_xz_encoders_give_the_bytes_of_fresh_ones() {
+    fn block_compressor_compresses_as_the_writer() {
+        let input = compressible(300_000);
+        for compression in [
+            Compression::default(),
+            Compression::Zstd { level: 15 },
+            Compression::Gzip { level: 9 },
+        ] {
+            let writer = Compressor::new(&compression, 1 << 20).unwrap();
+            let block = BlockCompressor::new(&compression, 1 << 20).unwrap();
+            let expect = writer.compress_data(&input).expect("compressible");
+            assert_eq!(block.compress(&input), Some(expect), "{compression:?}");
+        }
+        for bad in [0, 1000, 2048, 2 << 20] {
+            let err = BlockCompressor::new(&Compression::default(), bad).unwrap_err();
+            assert!(err.to_string().contains("block size"), "{bad}: {err}");
+        }
+    }
+
+    /// Text, machine code (from the test binary), random bytes and one byte:
+    /// inputs on which a reused encoder must match a fresh one.
+    fn encoder_inputs() -> [(&'static str, Vec<u8>); 4] {
         let exe = std::fs::read("/proc/self/exe").expect("read the test binary");
         let code = &exe[exe.len() / 3..exe.len() / 3 + 200_000];
-        let inputs: [(&str, Vec<u8>); 4] = [
+        [
             ("text", compressible(300_000)),
             ("code", code.to_vec()),
             ("random", random(70_000)),
             ("short", b"x".to_vec()),
-        ];
+        ]
+    }
+
+    #[test]
+    fn reused_zstd_contexts_give_the_frames_of_the_safe_crate() {
+        let inputs = encoder_inputs();
+        // What `zstd::bulk` makes of `input` with room for `limit - 1` bytes.
+        let safe = |input: &[u8], level: i32, limit: usize| {
+            let mut out = vec![0; limit - 1];
+            let mut compressor = ::zstd::bulk::Compressor::new(level).unwrap();
+            let written = compressor.compress_to_buffer(input, &mut out[..]).ok()?;
+            out.truncate(written);
+            Some(out)
+        };
+        // Levels interleaved on one thread, with failed frames (a limit too
+        // small) in between: every frame must start from a clean session.
+        for round in 0..2 {
+            for level in [15, 1, 22, 15] {
+                for (name, input) in &inputs {
+                    let expect = ::zstd::bulk::compress(input, level).unwrap();
+                    let unlimited = 2 * input.len() + 1024;
+                    for limit in [10, expect.len(), expect.len() + 1, unlimited] {
+                        let what = format!("{name}, level {level}, limit {limit}, round {round}");
+                        let ours = zstd::compress(input, level, limit);
+                        assert_eq!(ours, safe(input, level, limit), "{what}");
+                        if let Some(frame) = ours {
+                            assert_eq!(frame, expect, "{what}");
+                        }
+                    }
+                    assert_eq!(zstd::compress(input, level, 10), None, "{name}");
+                    assert_eq!(
+                        zstd::compress(input, level, unlimited).as_deref(),
+                        Some(&expect[..]),
+                        "{name}, level {level}, round {round}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reused_xz_encoders_give_the_bytes_of_fresh_ones() {
+        let inputs = encoder_inputs();
         // Settings interleaved on one thread, with abandoned streams (a limit
         // too small) in between: every stream must start from a full reset.
         let settings = [

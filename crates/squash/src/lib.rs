@@ -32,7 +32,7 @@ mod tree;
 mod writer;
 
 pub use cache::{Cache, CacheConfig, CacheReport, CacheStats, DEFAULT_MAX_BYTES};
-pub use compress::{BcjFilter, Compression, DictSize};
+pub use compress::{BcjFilter, BlockCompressor, Compression, DictSize};
 pub use error::Error;
 pub use options::{parse_block_size, Options};
 pub use tree::{FileSource, Fingerprint, HostPath, InodeId, Kind, Metadata, Tree, Xattrs};

@@ -1,5 +1,7 @@
 //! The lower bound: one core compressing every block a SquashFS writer must
-//! compress, with the same settings and libraries as `mkportable-squash`.
+//! compress, with the same settings and the same code as `mkportable-squash`
+//! ([`BlockCompressor`]: its streams and reused encoders, without the probe
+//! that skips incompressible blocks).
 //!
 //! The walk lays the corpus out as mksquashfs does by default: a file smaller
 //! than the block size goes into a fragment block (filled in walk order, then
@@ -25,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use liblzma::stream::{Action, Check, Filters, LzmaOptions, Status, Stream};
+use mkportable_squash::{BlockCompressor, Compression, DictSize};
 
 use super::{Codec, Setting};
 
@@ -95,7 +97,7 @@ impl Bound {
 pub fn measure(roots: &[PathBuf], setting: &Setting) -> Result<Bound> {
     let mut state = State {
         setting: *setting,
-        codec: Compressor::new(setting),
+        codec: compressor(setting),
         bound: Bound {
             cpu_measured: thread_cpu().is_some(),
             ..Bound::default()
@@ -116,7 +118,7 @@ pub fn measure(roots: &[PathBuf], setting: &Setting) -> Result<Bound> {
 
 struct State {
     setting: Setting,
-    codec: Compressor,
+    codec: BlockCompressor,
     bound: Bound,
     batch: Vec<Vec<u8>>,
     batch_bytes: usize,
@@ -207,7 +209,7 @@ impl State {
         let t0 = Instant::now();
         let mut out = 0u64;
         for block in &self.batch {
-            out += self.codec.compress(block) as u64;
+            out += stored_size(&self.codec, block) as u64;
         }
         let wall = t0.elapsed();
         let cpu = match (cpu0, thread_cpu()) {
@@ -238,80 +240,29 @@ fn thread_cpu() -> Option<Duration> {
     (ns != 0 || delay != 0).then(|| Duration::from_nanos(ns))
 }
 
-/// One compressor, reused across blocks where the library allows it (zstd's
-/// context, deflate's state); xz sets up a new encoder per block, as
-/// `mkportable-squash` and mksquashfs's `lzma_stream_buffer_encode` do.
-enum Compressor {
-    Xz { dict_size: u32, level: u32 },
-    Zstd(zstd::bulk::Compressor<'static>),
-    Gzip(flate2::Compress),
+/// The writer's own block compressor for `setting` (its streams, its
+/// per-thread encoders, huge pages for xz's tables), without its probe for
+/// incompressible blocks: every block is compressed, as mksquashfs does.
+fn compressor(setting: &Setting) -> BlockCompressor {
+    let compression = match setting.codec {
+        // The writer's xz preset is mksquashfs's, 6, as the setting's level.
+        Codec::Xz => Compression::Xz {
+            dict_size: DictSize::Percent(100),
+            filters: Vec::new(),
+        },
+        Codec::Zstd => Compression::Zstd {
+            level: setting.level as i32,
+        },
+        Codec::Gzip => Compression::Gzip {
+            level: setting.level,
+        },
+    };
+    BlockCompressor::new(&compression, setting.block_size).expect("the bench's settings are valid")
 }
 
-impl Compressor {
-    fn new(setting: &Setting) -> Compressor {
-        match setting.codec {
-            Codec::Xz => Compressor::Xz {
-                dict_size: setting.block_size,
-                level: setting.level,
-            },
-            Codec::Zstd => Compressor::Zstd(
-                zstd::bulk::Compressor::new(setting.level as i32).expect("a valid zstd level"),
-            ),
-            Codec::Gzip => Compressor::Gzip(flate2::Compress::new(
-                flate2::Compression::new(setting.level),
-                true,
-            )),
-        }
-    }
-
-    /// The stored size of `input`: compressed, or raw if that is not smaller.
-    fn compress(&mut self, input: &[u8]) -> usize {
-        // Room for one byte less than the input, as the writers: a block that
-        // does not shrink is stored raw and its compression abandoned.
-        let mut out = Vec::with_capacity(input.len().saturating_sub(1));
-        let done = match self {
-            Compressor::Xz { dict_size, level } => xz(input, *dict_size, *level, &mut out),
-            Compressor::Zstd(c) => c.compress_to_buffer(input, &mut out).is_ok(),
-            Compressor::Gzip(c) => {
-                c.reset();
-                deflate(c, input, &mut out)
-            }
-        };
-        if done && out.len() < input.len() {
-            out.len()
-        } else {
-            input.len()
-        }
-    }
-}
-
-/// An `.xz` stream with CRC32, LZMA2 at `level` with a `dict_size` dictionary.
-fn xz(input: &[u8], dict_size: u32, level: u32, out: &mut Vec<u8>) -> bool {
-    let mut lzma2 = LzmaOptions::new_preset(level).expect("a valid xz preset");
-    lzma2.dict_size(dict_size);
-    let mut chain = Filters::new();
-    chain.lzma2(&lzma2);
-    let mut encoder = Stream::new_stream_encoder(&chain, Check::Crc32).expect("valid xz filters");
-    loop {
-        let consumed = encoder.total_in() as usize;
-        match encoder.process_vec(&input[consumed..], out, Action::Finish) {
-            Ok(Status::StreamEnd) => return true,
-            Ok(Status::Ok | Status::GetCheck) if out.len() < out.capacity() => continue,
-            _ => return false,
-        }
-    }
-}
-
-/// A zlib stream (what SquashFS's gzip means).
-fn deflate(c: &mut flate2::Compress, input: &[u8], out: &mut Vec<u8>) -> bool {
-    loop {
-        let consumed = c.total_in() as usize;
-        match c.compress_vec(&input[consumed..], out, flate2::FlushCompress::Finish) {
-            Ok(flate2::Status::StreamEnd) => return true,
-            Ok(flate2::Status::Ok) if out.len() < out.capacity() => continue,
-            _ => return false,
-        }
-    }
+/// The stored size of `input`: compressed, or raw if that is not smaller.
+fn stored_size(codec: &BlockCompressor, input: &[u8]) -> usize {
+    codec.compress(input).map_or(input.len(), |out| out.len())
 }
 
 #[cfg(test)]

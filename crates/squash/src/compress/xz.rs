@@ -14,6 +14,10 @@
 //! every stream starts from a full reset with the same options (the tests in
 //! `compress` compare against the safe crate's fresh encoder).
 //!
+//! The match finder's tables (about 10 MiB of hash chains and binary trees
+//! for a 1 MiB dictionary, read at random) go on transparent huge pages:
+//! the encoders allocate through [`huge`] (see there why).
+//!
 //! The unsafe surface is four calls, each with the invariant it relies on
 //! next to it: a zeroed `lzma_stream` (liblzma's `LZMA_STREAM_INIT`), a
 //! zeroed options struct filled by `lzma_lzma_preset`, `lzma_code` writing
@@ -25,6 +29,8 @@ use std::ffi::c_void;
 use std::ptr;
 
 use liblzma_sys as sys;
+
+use super::huge;
 
 /// What an encoder is set up for: the LZMA2 dictionary size and the BCJ
 /// filter in front, if any (its liblzma filter id).
@@ -73,8 +79,12 @@ impl Encoder {
         // SAFETY: `LZMA_STREAM_INIT` is all zeros (null pointers, zero
         // counters, reserved fields zero); every field is an integer or a raw
         // pointer, for which zero is a valid value.
+        let mut raw: sys::lzma_stream = unsafe { std::mem::zeroed() };
+        // liblzma allocates and frees through this for the stream's life; a
+        // static outlives every stream.
+        raw.allocator = &HUGE_PAGES.0;
         Encoder {
-            raw: unsafe { std::mem::zeroed() },
+            raw,
             scratch: Vec::new(),
         }
     }
@@ -171,4 +181,30 @@ impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder").finish_non_exhaustive()
     }
+}
+
+/// liblzma's allocator for the encoders: large blocks on huge pages ([`huge`]).
+struct Allocator(sys::lzma_allocator);
+
+// SAFETY: the struct holds two function pointers and a null `opaque`, none of
+// which is ever written; liblzma only reads it, from any thread.
+unsafe impl Sync for Allocator {}
+
+static HUGE_PAGES: Allocator = Allocator(sys::lzma_allocator {
+    alloc: Some(lzma_alloc),
+    free: Some(lzma_free),
+    opaque: ptr::null_mut(),
+});
+
+/// `nmemb * size` bytes (liblzma passes `nmemb` = 1), or null.
+extern "C" fn lzma_alloc(_opaque: *mut c_void, nmemb: usize, size: usize) -> *mut c_void {
+    match nmemb.checked_mul(size) {
+        Some(bytes) => huge::alloc(bytes),
+        None => ptr::null_mut(),
+    }
+}
+
+extern "C" fn lzma_free(_opaque: *mut c_void, ptr: *mut c_void) {
+    // SAFETY: liblzma frees only what `lzma_alloc` returned, once each.
+    unsafe { huge::free(ptr) }
 }
