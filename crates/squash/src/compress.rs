@@ -489,12 +489,7 @@ impl BlockCompressor {
     ///
     /// [`Error::InvalidOption`] as for [`write_image`](crate::write_image).
     pub fn new(compression: &Compression, block_size: u32) -> Result<BlockCompressor, Error> {
-        if !block_size.is_power_of_two() || !(4096..=1 << 20).contains(&block_size) {
-            return Err(invalid(
-                "block size",
-                format!("{block_size} is not a power of two from 4096 to 1048576"),
-            ));
-        }
+        let block_size = crate::writer::check_block_size(block_size)?;
         Compressor::new(compression, block_size).map(BlockCompressor)
     }
 
@@ -556,10 +551,6 @@ fn gzip(input: &[u8], level: u32) -> Option<Vec<u8>> {
 
 /// A zstd frame of `input` with its content size, if shorter than `input`.
 fn zstd(input: &[u8], level: i32) -> Option<Vec<u8>> {
-    // The one-shot API pledges the source size, so the frame header records
-    // the content size and zstd shrinks the window to fit the input. A frame
-    // from the streaming API without a pledged size declares an 8 MiB window
-    // at high levels, which the kernel refuses (format reference §3.2).
     zstd::compress(input, level, input.len())
 }
 

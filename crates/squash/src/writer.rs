@@ -131,7 +131,8 @@ impl Options {
     }
 }
 
-fn check_block_size(block_size: u32) -> Result<u32, Error> {
+/// `block_size` if it is one SquashFS allows: a power of two from 4 KiB to 1 MiB.
+pub(crate) fn check_block_size(block_size: u32) -> Result<u32, Error> {
     if !(4096..=1 << 20).contains(&block_size) || !block_size.is_power_of_two() {
         return Err(Error::InvalidOption {
             option: format!("block size {block_size}"),

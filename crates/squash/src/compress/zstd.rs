@@ -26,9 +26,12 @@ thread_local! {
     static ENCODER: RefCell<Option<Encoder>> = const { RefCell::new(None) };
 }
 
-/// A zstd frame of `input` at `level` with its content size recorded (the
-/// one-shot API pledges the source size, so zstd also shrinks the window to
-/// fit the input), if it is shorter than `limit` bytes.
+/// A zstd frame of `input` at `level`, if it is shorter than `limit` bytes.
+///
+/// The one-shot API pledges the source size, so the frame header records the
+/// content size and zstd shrinks the window to fit the input. A frame from
+/// the streaming API without a pledged size declares an 8 MiB window at high
+/// levels, which the kernel refuses (format reference §3.2).
 pub(super) fn compress(input: &[u8], level: i32, limit: usize) -> Option<Vec<u8>> {
     ENCODER.with_borrow_mut(|slot| {
         if slot.as_ref().is_none_or(|encoder| encoder.level != level) {
