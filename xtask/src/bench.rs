@@ -23,7 +23,9 @@
 //!
 //! Each comparison cell (corpus, setting, threads) runs its tools
 //! interleaved (A B C, B C A, C A B, …: each round starts one tool later), after one untimed warm-up run per tool and
-//! corpus; the page cache stays warm. Each process is timed whole: wall
+//! corpus; the page cache stays warm. The lower bound (see [`bound`]) takes a
+//! turn in every round, so a tool's efficiency is judged against the bound
+//! measured beside it, not an hour earlier. Each process is timed whole: wall
 //! clock, user+system CPU and peak RSS (GNU time), and the image size. A
 //! cache cell runs cold, warm and changed rebuilds with the cache against a
 //! cold mksquashfs the same way (see [`cache`]). Tables go to stdout,
@@ -534,37 +536,18 @@ fn bench(args: &Args) -> Result<bool> {
             census.dirs
         );
         flush();
-        let mut result = CorpusResult {
+        run.corpora.push(CorpusResult {
             name: corpus.name.to_string(),
             about: corpus.about.clone(),
             path: roots_label(corpus),
             revision: corpus.revision.clone(),
             census,
-            bounds: Vec::new(),
-        };
+        });
         let compare: Vec<&Cell> = cells
             .iter()
             .copied()
             .filter(|c| c.kind == CellKind::Compare)
             .collect();
-        // The settings whose bound is measured, before the cells and again
-        // after them. The cache cells need no bound: nothing compares them with it.
-        let mut bound_settings: Vec<Setting> = Vec::new();
-        if !args.no_bound {
-            for c in &compare {
-                if !bound_settings.iter().any(|s| s.name == c.setting.name) {
-                    bound_settings.push(c.setting);
-                }
-            }
-        }
-        for s in &bound_settings {
-            print!("   bound {}: one core compressing every block … ", s.name);
-            flush();
-            let b = bound::measure(&roots, s)?;
-            println!("{}", report::bound_line(&b));
-            result.bounds.push((s.name.to_string(), b));
-        }
-        run.corpora.push(result);
 
         // One untimed warm-up run per tool: the cheapest comparison cell of
         // the corpus. The cache cells prime their own rows.
@@ -598,7 +581,14 @@ fn bench(args: &Args) -> Result<bool> {
                             .map(|(name, inv)| (name, inv, None))
                             .collect();
                     let load_before = loadavg();
-                    let (results, ok) = rounds(&tools, cell.runs, &broken, &work);
+                    // The bound takes its turn in every round, so that the
+                    // machine's drift moves it with the tools it judges.
+                    // The cache cells need none: nothing compares them with it.
+                    let measure_bound = || bound::measure(&roots, &cell.setting);
+                    let bound_turn: Option<&dyn Fn() -> Result<bound::Bound>> =
+                        (!args.no_bound).then_some(&measure_bound);
+                    let (results, bound, ok) =
+                        rounds(&tools, bound_turn, cell.runs, &broken, &work);
                     all_ok &= ok;
                     CellResult {
                         id,
@@ -611,6 +601,7 @@ fn bench(args: &Args) -> Result<bool> {
                         load_before,
                         load_after: loadavg(),
                         cache: None,
+                        bound,
                     }
                 }
                 CellKind::Cache => match cache_cell(corpus, cell, id.clone(), &paths) {
@@ -625,28 +616,9 @@ fn bench(args: &Args) -> Result<bool> {
                     }
                 },
             };
-            let bound = run
-                .corpora
-                .last()
-                .and_then(|c| c.bound(cell.setting.name))
-                .cloned();
-            println!("{}", report::text_table(&cell_result, bound.as_ref()));
+            println!("{}", report::text_table(&cell_result));
             flush();
             run.cells.push(cell_result);
-            save_json(&mut run, started, &json_path)?;
-        }
-        // The machine's speed drifts: measure each bound again and use the
-        // mean, so that a cell's efficiency is not judged against a bound
-        // taken while the machine ran faster or slower than during the cell.
-        if let Some(result) = run.corpora.last_mut() {
-            for (s, (_, b)) in bound_settings.iter().zip(&mut result.bounds) {
-                print!("   bound {} again, after the cells … ", s.name);
-                flush();
-                b.again(&bound::measure(&roots, s)?);
-                println!("{}", report::bound_line(b));
-            }
-        }
-        if !bound_settings.is_empty() {
             save_json(&mut run, started, &json_path)?;
         }
         if let Kind::Nix(_) = &corpus.kind {
@@ -677,13 +649,16 @@ fn save_json(run: &mut Run, started: Instant, path: &Path) -> Result<()> {
 /// C A B, …), so no tool always runs right after the same other one (a tool
 /// that leaves the page cache or the CPU's clocks in some state would
 /// otherwise always hand it to the same successor). A tool with a cache row reports its cache counters
-/// on stdout (`--json`), kept per run.
+/// on stdout (`--json`), kept per run. With `bound`, the lower bound takes
+/// a turn of its own in every round, after the tools in the first round, and
+/// comes back measured every round, or `None` if a measurement failed.
 fn rounds(
     tools: &[(String, Invocation, Option<Row>)],
+    bound: Option<&dyn Fn() -> Result<bound::Bound>>,
     runs: usize,
     broken: &[String],
     work: &Path,
-) -> (Vec<ToolResult>, bool) {
+) -> (Vec<ToolResult>, Option<bound::Bound>, bool) {
     let mut all_ok = true;
     let mut results: Vec<ToolResult> = tools
         .iter()
@@ -698,10 +673,32 @@ fn rounds(
                 .then(|| "the warm-up run failed".to_string()),
         })
         .collect();
+    let mut measured: Option<bound::Bound> = None;
+    let mut bound = bound;
+    let turns = tools.len() + usize::from(bound.is_some());
     for round in 0..runs {
         let mut line = format!("   round {}/{}:", round + 1, runs);
-        for k in 0..tools.len() {
-            let i = (round + k) % tools.len();
+        for k in 0..turns {
+            let i = (round + k) % turns;
+            if i == tools.len() {
+                let Some(measure) = bound else { continue };
+                match measure() {
+                    Ok(b) => {
+                        line.push_str(&format!("  bound {:.2}s", b.one_core().as_secs_f64()));
+                        match &mut measured {
+                            Some(first) => first.again(&b),
+                            None => measured = Some(b),
+                        }
+                    }
+                    Err(e) => {
+                        println!("   the bound FAILED: {e:#}");
+                        measured = None;
+                        bound = None;
+                        all_ok = false;
+                    }
+                }
+                continue;
+            }
             let (name, inv, row) = &tools[i];
             let res = &mut results[i];
             if res.error.is_some() {
@@ -732,7 +729,7 @@ fn rounds(
         println!("{line}");
         flush();
     }
-    (results, all_ok)
+    (results, measured, all_ok)
 }
 
 /// Runs a cache cell: set-up and priming (untimed), the rounds, then the
@@ -767,7 +764,7 @@ fn cache_cell(
         }
     };
     let load_before = loadavg();
-    let (mut results, rounds_ok) = rounds(&tools, cell.runs, &broken, &paths.work);
+    let (mut results, _, rounds_ok) = rounds(&tools, None, cell.runs, &broken, &paths.work);
     ok &= rounds_ok;
     if let Err(e) = &prepared {
         for t in &mut results {
@@ -821,6 +818,7 @@ fn cache_cell(
             load_before,
             load_after,
             cache: Some(result),
+            bound: None,
         },
         ok,
     ))
@@ -975,7 +973,7 @@ fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()
                 }
             }
             println!(
-                "   bound: {} — one core, in-process, every block compressed by mkportable-squash's own block compressor (no probe); measured before and after the cells, the mean used",
+                "   bound: {} — one core, in-process, every block compressed by mkportable-squash's own block compressor (no probe); measured in every round of a cell, between the tools, the median used",
                 names.join(", ")
             );
         }

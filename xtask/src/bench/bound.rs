@@ -16,9 +16,11 @@
 //! which a busy machine does not inflate). The bound for T threads is the CPU
 //! time divided by T.
 //!
-//! This machine's speed drifts by several percent within an hour, so the bench
-//! measures each bound twice, before and after the corpus's cells, and uses the
-//! mean ([`Bound::again`]); the two figures show how far the machine moved.
+//! This machine's speed drifts by several percent within an hour, and by more
+//! than 10 % within a cell now and then, so the bench measures the bound in
+//! every round of a cell, interleaved with the tools it judges, and keeps
+//! every measurement ([`Bound::again`]): a tool's efficiency in a round is the
+//! bound of that round ÷ its wall time.
 
 use std::collections::HashSet;
 use std::fs;
@@ -57,39 +59,60 @@ pub struct Bound {
     pub hole_bytes: u64,
     /// Whether `cpu` came from schedstat (false: it is the wall time).
     pub cpu_measured: bool,
-    /// The one-core time of a second measurement, after the cells: then
-    /// [`Bound::one_core`] is the mean of the two.
-    pub after: Option<Duration>,
+    /// The one-core times of the measurements after the first, in round
+    /// order ([`Bound::again`]).
+    pub later: Vec<Duration>,
 }
 
 impl Bound {
-    /// The time one core needs; CPU time when measured, else wall time; the
-    /// mean of both measurements once measured [`again`](Bound::again).
-    pub fn one_core(&self) -> Duration {
-        let before = self.before();
-        match self.after {
-            Some(after) => (before + after) / 2,
-            None => before,
-        }
-    }
-
-    /// The one-core time of the first measurement.
-    pub fn before(&self) -> Duration {
-        if self.cpu_measured {
+    /// The one-core time of every measurement, in round order: CPU time when
+    /// measured, else wall time.
+    pub fn rounds(&self) -> Vec<Duration> {
+        let first = if self.cpu_measured {
             self.cpu
         } else {
             self.wall
+        };
+        std::iter::once(first)
+            .chain(self.later.iter().copied())
+            .collect()
+    }
+
+    /// The time one core needs: the median of the measurements (the mean of
+    /// the middle two when their number is even).
+    pub fn one_core(&self) -> Duration {
+        let mut all = self.rounds();
+        all.sort();
+        let n = all.len();
+        if n % 2 == 1 {
+            all[n / 2]
+        } else {
+            (all[n / 2 - 1] + all[n / 2]) / 2
         }
     }
 
-    /// Records `later`, the same bound measured again after the cells.
+    /// The lowest and highest one-core time measured.
+    pub fn spread(&self) -> (Duration, Duration) {
+        let all = self.rounds();
+        let min = all.iter().copied().min().unwrap_or_default();
+        let max = all.iter().copied().max().unwrap_or_default();
+        (min, max)
+    }
+
+    /// Records `later`, the same bound measured again in a later round.
     pub fn again(&mut self, later: &Bound) {
-        self.after = Some(later.before());
+        self.later.extend(later.rounds());
     }
 
     /// The bound for `threads` compressing threads.
     pub fn for_threads(&self, threads: usize) -> f64 {
         self.one_core().as_secs_f64() / threads.max(1) as f64
+    }
+
+    /// The bound of round `round` (0-based) for `threads` threads, if measured.
+    pub fn round_for_threads(&self, round: usize, threads: usize) -> Option<f64> {
+        let t = *self.rounds().get(round)?;
+        Some(t.as_secs_f64() / threads.max(1) as f64)
     }
 }
 
@@ -274,25 +297,24 @@ mod tests {
     }
 
     #[test]
-    fn measured_again_the_bound_is_the_mean() {
-        let mut b = Bound {
-            cpu: secs(70.0),
-            wall: secs(71.0),
+    fn measured_in_every_round_the_bound_is_the_median() {
+        let at = |cpu: f64| Bound {
+            cpu: secs(cpu),
+            wall: secs(cpu + 1.0),
             cpu_measured: true,
             ..Bound::default()
         };
+        let mut b = at(70.0);
         assert_eq!(b.one_core(), secs(70.0));
-        let later = Bound {
-            cpu: secs(80.0),
-            wall: secs(81.0),
-            cpu_measured: true,
-            ..Bound::default()
-        };
-        b.again(&later);
-        assert_eq!(b.before(), secs(70.0));
-        assert_eq!(b.after, Some(secs(80.0)));
+        b.again(&at(80.0));
+        assert_eq!(b.rounds(), vec![secs(70.0), secs(80.0)]);
         assert_eq!(b.one_core(), secs(75.0));
         assert_eq!(b.for_threads(2), 37.5);
+        b.again(&at(60.0));
+        assert_eq!(b.one_core(), secs(70.0));
+        assert_eq!(b.spread(), (secs(60.0), secs(80.0)));
+        assert_eq!(b.round_for_threads(1, 2), Some(40.0));
+        assert_eq!(b.round_for_threads(3, 2), None);
 
         // Without schedstat, wall times stand in for CPU times.
         let mut w = Bound {

@@ -196,7 +196,7 @@ impl Meta {
     }
 }
 
-/// A corpus and its bounds.
+/// A corpus.
 #[derive(Debug)]
 pub struct CorpusResult {
     /// Short name.
@@ -209,18 +209,6 @@ pub struct CorpusResult {
     pub revision: String,
     /// Its size.
     pub census: Census,
-    /// The bound per setting name.
-    pub bounds: Vec<(String, Bound)>,
-}
-
-impl CorpusResult {
-    /// The bound for `setting`, if measured.
-    pub fn bound(&self, setting: &str) -> Option<&Bound> {
-        self.bounds
-            .iter()
-            .find(|(s, _)| s == setting)
-            .map(|(_, b)| b)
-    }
 }
 
 /// One tool's runs in a cell.
@@ -281,6 +269,8 @@ pub struct CellResult {
     pub load_after: String,
     /// What only a cache cell has.
     pub cache: Option<CacheCellResult>,
+    /// The lower bound, measured in every round of a comparison cell.
+    pub bound: Option<Bound>,
 }
 
 /// What a cache cell found besides its rows' runs.
@@ -374,10 +364,47 @@ fn ratios_to(tool: &ToolResult, reference: &ToolResult) -> Option<Ratios> {
     })
 }
 
-/// Efficiency: the bound for the cell's threads ÷ the median wall.
-fn efficiency(bound: Option<&Bound>, threads: usize, tool: &ToolResult) -> Option<f64> {
-    let b = bound?;
-    (!tool.samples.is_empty()).then(|| b.for_threads(threads) / tool.wall().median)
+/// A tool's efficiency in a cell: the cell's bound for its threads (the
+/// median of the rounds) ÷ the tool's median wall, and the range of the
+/// per-round figures (the bound of a round ÷ the tool's wall in that round).
+#[derive(Debug, Clone, Copy)]
+struct Efficiency {
+    median: f64,
+    rounds: Stat,
+}
+
+impl Efficiency {
+    fn of(cell: &CellResult, tool: &ToolResult) -> Option<Efficiency> {
+        let b = cell.bound.as_ref()?;
+        if tool.samples.is_empty() {
+            return None;
+        }
+        let rounds = Stat::of(
+            tool.samples
+                .iter()
+                .enumerate()
+                .filter_map(|(r, s)| Some(b.round_for_threads(r, cell.threads)? / s.wall)),
+        );
+        Some(Efficiency {
+            median: b.for_threads(cell.threads) / tool.wall().median,
+            rounds,
+        })
+    }
+
+    /// `97 %`, for the tables.
+    fn short(self) -> String {
+        format!("{:.0} %", self.median * 100.0)
+    }
+
+    /// `97.1 % (rounds 95.0–98.2 %)`, for the list of targets.
+    fn long(self) -> String {
+        format!(
+            "{:.1} % (rounds {:.1}–{:.1} %)",
+            self.median * 100.0,
+            self.rounds.min * 100.0,
+            self.rounds.max * 100.0
+        )
+    }
 }
 
 /// One line describing a bound.
@@ -387,13 +414,16 @@ pub fn bound_line(b: &Bound) -> String {
     } else {
         "wall time"
     };
-    let measured = match b.after {
-        Some(after) => format!(
-            "mean of {:.2}s before the cells and {:.2}s after them, {how}",
-            b.before().as_secs_f64(),
-            after.as_secs_f64()
-        ),
-        None => format!("{how}; wall {:.2}s", b.wall.as_secs_f64()),
+    let n = b.rounds().len();
+    let measured = if n > 1 {
+        let (min, max) = b.spread();
+        format!(
+            "median of {n} rounds, {:.2}–{:.2}s, {how}",
+            min.as_secs_f64(),
+            max.as_secs_f64()
+        )
+    } else {
+        format!("{how}; wall {:.2}s", b.wall.as_secs_f64())
     };
     format!(
         "{:.2}s on one core ({measured}), {} blocks, {:.1} MiB in, {:.1} MiB out; \
@@ -420,7 +450,7 @@ fn options(setting: &Setting) -> String {
 }
 
 /// The table of one cell, for stdout.
-pub fn text_table(cell: &CellResult, bound: Option<&Bound>) -> String {
+pub fn text_table(cell: &CellResult) -> String {
     if cell.kind == CellKind::Cache {
         return cache_text_table(cell);
     }
@@ -435,13 +465,13 @@ pub fn text_table(cell: &CellResult, bound: Option<&Bound>) -> String {
         cell.load_after,
         cell.noise()
     );
-    if let Some(b) = bound {
+    if let Some(b) = &cell.bound {
         let _ = writeln!(
             s,
-            "   bound {:.2}s = {:.2}s on one core ÷ {}",
+            "   bound {:.2}s = one core ÷ {}: {}",
             b.for_threads(cell.threads),
-            b.one_core().as_secs_f64(),
-            cell.threads
+            cell.threads,
+            bound_line(b)
         );
     }
     let _ = writeln!(
@@ -480,7 +510,7 @@ pub fn text_table(cell: &CellResult, bound: Option<&Bound>) -> String {
                 r.wall, r.rounds.min, r.rounds.max
             )),
             r.map_or("-".into(), |r| format!("{:.4}", r.image)),
-            efficiency(bound, cell.threads, t).map_or("-".into(), |e| format!("{:.0}%", e * 100.0)),
+            Efficiency::of(cell, t).map_or("-".into(), Efficiency::short),
         );
         if let Some(e) = &t.error {
             let _ = writeln!(
@@ -662,11 +692,6 @@ fn checks(run: &Run) -> Vec<Check> {
             continue;
         };
         let nix = cell.corpus.starts_with("nix");
-        let bound = run
-            .corpora
-            .iter()
-            .find(|c| c.name == cell.corpus)
-            .and_then(|c| c.bound(cell.setting.name));
         let wall = |target, limit: f64| Check {
             target,
             cell: cell.id.clone(),
@@ -694,12 +719,12 @@ fn checks(run: &Run) -> Vec<Check> {
                 ),
                 met: r.image <= 1.001,
             });
-            if let Some(e) = efficiency(bound, cell.threads, ours) {
+            if let Some(e) = Efficiency::of(cell, ours) {
                 out.push(Check {
                     target: "xz: efficiency ≥ 97 % of the bound",
                     cell: cell.id.clone(),
-                    measured: format!("{:.1} %", e * 100.0),
-                    met: e >= 0.97,
+                    measured: e.long(),
+                    met: e.median >= 0.97,
                 });
             }
         } else {
@@ -876,15 +901,11 @@ pub fn markdown(run: &Run) -> String {
             c.dirs,
             c.others
         );
-        for (name, b) in &corpus.bounds {
-            let _ = writeln!(s, "- bound, {name}: {}", bound_line(b));
-        }
         for cell in run
             .cells
             .iter()
             .filter(|c| c.corpus == corpus.name && c.kind == CellKind::Compare)
         {
-            let bound = corpus.bound(cell.setting.name);
             let _ = writeln!(
                 s,
                 "\n#### {} — `{}`, {} thread{}\n",
@@ -901,13 +922,13 @@ pub fn markdown(run: &Run) -> String {
                 cell.load_after,
                 cell.noise()
             );
-            if let Some(b) = bound {
+            if let Some(b) = &cell.bound {
                 let _ = write!(
                     s,
-                    " Bound {:.2} s = {:.2} s on one core ÷ {}.",
+                    " Bound {:.2} s = one core ÷ {}, measured in every round: {}.",
                     b.for_threads(cell.threads),
-                    b.one_core().as_secs_f64(),
-                    cell.threads
+                    cell.threads,
+                    bound_line(b)
                 );
             }
             let _ = writeln!(s, "\n");
@@ -946,8 +967,12 @@ pub fn markdown(run: &Run) -> String {
                         r.wall, r.rounds.min, r.rounds.max
                     )),
                     r.map_or("-".into(), |r| format!("{:.4}", r.image)),
-                    efficiency(bound, cell.threads, t)
-                        .map_or("-".into(), |e| format!("{:.0} %", e * 100.0)),
+                    Efficiency::of(cell, t).map_or("-".into(), |e| format!(
+                        "{:.0} % ({:.0}–{:.0} %)",
+                        e.median * 100.0,
+                        e.rounds.min * 100.0,
+                        e.rounds.max * 100.0
+                    )),
                 );
             }
         }
@@ -1205,10 +1230,14 @@ fn stat_json(s: Stat) -> Json {
 fn bound_json(b: &Bound) -> Json {
     Json::Obj(vec![
         ("one_core_s", Json::Num(b.one_core().as_secs_f64())),
-        ("one_core_before_s", Json::Num(b.before().as_secs_f64())),
         (
-            "one_core_after_s",
-            b.after.map_or(Json::Null, |a| Json::Num(a.as_secs_f64())),
+            "one_core_rounds_s",
+            Json::Arr(
+                b.rounds()
+                    .iter()
+                    .map(|d| Json::Num(d.as_secs_f64()))
+                    .collect(),
+            ),
         ),
         ("cpu_s", Json::Num(b.cpu.as_secs_f64())),
         ("wall_s", Json::Num(b.wall.as_secs_f64())),
@@ -1283,21 +1312,6 @@ pub fn json(run: &Run) -> String {
                 ("bytes", Json::Int(c.census.bytes)),
                 ("dirs", Json::Int(c.census.dirs)),
                 ("others", Json::Int(c.census.others)),
-                (
-                    "bounds",
-                    Json::Arr(
-                        c.bounds
-                            .iter()
-                            .map(|(s, b)| {
-                                let mut o = vec![("setting", Json::Str(s.clone()))];
-                                if let Json::Obj(f) = bound_json(b) {
-                                    o.extend(f);
-                                }
-                                Json::Obj(o)
-                            })
-                            .collect(),
-                    ),
-                ),
             ])
         })
         .collect();
@@ -1305,11 +1319,6 @@ pub fn json(run: &Run) -> String {
         .cells
         .iter()
         .map(|cell| {
-            let bound = run
-                .corpora
-                .iter()
-                .find(|c| c.name == cell.corpus)
-                .and_then(|c| c.bound(cell.setting.name));
             let tools = cell
                 .tools
                 .iter()
@@ -1353,7 +1362,12 @@ pub fn json(run: &Run) -> String {
                         ("image_ratio", r.map_or(Json::Null, |r| Json::Num(r.image))),
                         (
                             "efficiency",
-                            efficiency(bound, cell.threads, t).map_or(Json::Null, Json::Num),
+                            Efficiency::of(cell, t).map_or(Json::Null, |e| {
+                                Json::Obj(vec![
+                                    ("median", Json::Num(e.median)),
+                                    ("rounds", stat_json(e.rounds)),
+                                ])
+                            }),
                         ),
                         (
                             "target",
@@ -1412,8 +1426,11 @@ pub fn json(run: &Run) -> String {
                 ("load_after", Json::Str(cell.load_after.clone())),
                 (
                     "bound_s",
-                    bound.map_or(Json::Null, |b| Json::Num(b.for_threads(cell.threads))),
+                    cell.bound
+                        .as_ref()
+                        .map_or(Json::Null, |b| Json::Num(b.for_threads(cell.threads))),
                 ),
+                ("bound", cell.bound.as_ref().map_or(Json::Null, bound_json)),
                 ("tools", Json::Arr(tools)),
                 (
                     "cache",
@@ -1467,6 +1484,61 @@ mod tests {
         ])
         .write(&mut s, 0);
         assert_eq!(s, "{\n  \"a\": \"x\\\"y\\\\\\n\\u0001\",\n  \"b\": []\n}");
+    }
+
+    #[test]
+    fn efficiency_pairs_each_round_with_its_bound() {
+        let secs = std::time::Duration::from_secs_f64;
+        let mut bound = Bound {
+            cpu: secs(60.0),
+            cpu_measured: true,
+            ..Bound::default()
+        };
+        for later in [66.0, 63.0] {
+            bound.again(&Bound {
+                cpu: secs(later),
+                cpu_measured: true,
+                ..Bound::default()
+            });
+        }
+        let sample = |wall: f64| Sample {
+            wall,
+            user: 0.0,
+            sys: 0.0,
+            rss_kib: 0,
+            size: 0,
+            others: 0.0,
+        };
+        let tool = ToolResult {
+            name: "mkportable".into(),
+            command: String::new(),
+            row: None,
+            samples: vec![sample(30.0), sample(33.0), sample(35.0)],
+            cache: Vec::new(),
+            error: None,
+        };
+        let mut cell = CellResult {
+            id: "c/xz/2t".into(),
+            corpus: "c".into(),
+            kind: CellKind::Compare,
+            setting: crate::bench::XZ,
+            threads: 2,
+            runs: 3,
+            tools: Vec::new(),
+            load_before: String::new(),
+            load_after: String::new(),
+            cache: None,
+            bound: Some(bound),
+        };
+        let e = Efficiency::of(&cell, &tool).unwrap();
+        // Medians: bound 63 s ÷ 2 against a wall of 33 s.
+        assert!((e.median - 31.5 / 33.0).abs() < 1e-9);
+        // Rounds: 30/30, 33/33, 31.5/35.
+        assert!((e.rounds.max - 1.0).abs() < 1e-9);
+        assert!((e.rounds.min - 31.5 / 35.0).abs() < 1e-9);
+        assert_eq!(e.long(), "95.5 % (rounds 90.0–100.0 %)");
+        cell.bound = None;
+        assert!(Efficiency::of(&cell, &tool).is_none());
     }
 
     #[test]
