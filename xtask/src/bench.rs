@@ -584,7 +584,12 @@ fn bench(args: &Args) -> Result<bool> {
                     // The bound takes its turn in every round, so that the
                     // machine's drift moves it with the tools it judges.
                     // The cache cells need none: nothing compares them with it.
-                    let measure_bound = || bound::measure(&roots, &cell.setting);
+                    // Its metadata blocks are the reference's (the second
+                    // tool's) image's, there from the first round on: the
+                    // bound's first turn comes after every tool's.
+                    let reference = tools.get(1).map(|(_, inv, _)| inv.output.clone());
+                    let measure_bound =
+                        || bound::measure(&roots, &cell.setting, reference.as_deref());
                     let bound_turn: Option<&dyn Fn() -> Result<bound::Bound>> =
                         (!args.no_bound).then_some(&measure_bound);
                     let (results, bound, ok) =

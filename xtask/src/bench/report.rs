@@ -425,8 +425,18 @@ pub fn bound_line(b: &Bound) -> String {
     } else {
         format!("{how}; wall {:.2}s", b.wall.as_secs_f64())
     };
+    let meta = if b.meta_blocks == 0 {
+        "no metadata blocks (no reference image)".to_string()
+    } else {
+        format!(
+            "{} of them metadata blocks ({:.1} MiB in, {:.2}s in the first round)",
+            b.meta_blocks,
+            mib(b.meta_bytes_in),
+            b.meta_time.as_secs_f64()
+        )
+    };
     format!(
-        "{:.2}s on one core ({measured}), {} blocks, {:.1} MiB in, {:.1} MiB out; \
+        "{:.2}s on one core ({measured}), {} blocks, {:.1} MiB in, {:.1} MiB out, {meta}; \
          {:.1} MiB of duplicate files and {:.1} MiB of holes not compressed",
         b.one_core().as_secs_f64(),
         b.blocks,
@@ -1249,6 +1259,9 @@ fn bound_json(b: &Bound) -> Json {
         ("file_bytes", Json::Int(b.file_bytes)),
         ("dup_bytes", Json::Int(b.dup_bytes)),
         ("hole_bytes", Json::Int(b.hole_bytes)),
+        ("meta_blocks", Json::Int(b.meta_blocks)),
+        ("meta_bytes_in", Json::Int(b.meta_bytes_in)),
+        ("meta_s", Json::Num(b.meta_time.as_secs_f64())),
     ])
 }
 
