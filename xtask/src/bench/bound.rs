@@ -294,36 +294,40 @@ pub fn metadata_blocks(path: &Path, codec: Codec) -> Result<Vec<Vec<u8>>> {
 /// [`metadata_blocks`], one list per table (or per run of blocks an index
 /// points to).
 fn metadata_runs(path: &Path, codec: Codec) -> Result<Vec<Vec<Vec<u8>>>> {
-    let image = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    use std::io::{Read as _, Seek as _, SeekFrom};
     let what = || format!("the metadata of {}", path.display());
-    let u16_at = |at: usize| {
-        image
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |at: usize| {
-        image
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    };
-    let u64_at = |at: u64| {
-        let at = usize::try_from(at).ok()?;
-        image
-            .get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut superblock = [0u8; 96];
+    file.read_exact(&mut superblock)
+        .with_context(|| format!("{}: short superblock", what()))?;
+    let word = |at: usize, n: usize| {
+        superblock[at..at + n]
+            .iter()
+            .rev()
+            .fold(0u64, |v, &b| (v << 8) | u64::from(b))
     };
     anyhow::ensure!(
-        u32_at(0) == Some(0x7371_7368),
+        word(0, 4) == 0x7371_7368,
         "{}: not a SquashFS image",
         what()
     );
-    let field = |at: u64| u64_at(at).with_context(|| format!("{}: short superblock", what()));
-    let inodes = u64::from(u32_at(4).unwrap_or(0));
-    let fragments = u64::from(u32_at(16).unwrap_or(0));
-    let ids = u64::from(u16_at(26).unwrap_or(0));
-    let (bytes_used, id_table) = (field(40)?, field(48)?);
-    let (inode_table, dir_table) = (field(64)?, field(72)?);
-    let (fragment_table, export_table) = (field(80)?, field(88)?);
+    let (inodes, fragments, ids) = (word(4, 4), word(16, 4), word(26, 2));
+    let (bytes_used, id_table) = (word(40, 8), word(48, 8));
+    let (inode_table, dir_table) = (word(64, 8), word(72, 8));
+    let (fragment_table, export_table) = (word(80, 8), word(88, 8));
+    // Everything from the inode table on: the data area before it is not read.
+    file.seek(SeekFrom::Start(inode_table))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut tables = Vec::new();
+    file.read_to_end(&mut tables)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let bytes = |pos: u64, n: usize| {
+        let at = usize::try_from(pos.checked_sub(inode_table)?).ok()?;
+        tables.get(at..at.checked_add(n)?)
+    };
+    let u16_at = |pos: u64| bytes(pos, 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u64_at =
+        |pos: u64| bytes(pos, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
     // Where each run of metadata blocks starts, and the raw indexes (of
     // `entries` × `width` bytes) that end runs.
     let mut starts = vec![inode_table, dir_table];
@@ -360,12 +364,10 @@ fn metadata_runs(path: &Path, codec: Codec) -> Result<Vec<Vec<Vec<u8>>>> {
         let mut blocks = Vec::new();
         let mut pos = start;
         while pos < end {
-            let at = usize::try_from(pos)?;
-            let header = u16_at(at).with_context(|| format!("{}: truncated at {pos}", what()))?;
+            let header = u16_at(pos).with_context(|| format!("{}: truncated at {pos}", what()))?;
             let len = usize::from(header & !META_RAW);
-            let stored = image
-                .get(at + 2..at + 2 + len)
-                .with_context(|| format!("{}: truncated at {pos}", what()))?;
+            let stored =
+                bytes(pos + 2, len).with_context(|| format!("{}: truncated at {pos}", what()))?;
             blocks.push(if header & META_RAW != 0 {
                 stored.to_vec()
             } else {
