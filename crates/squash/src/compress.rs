@@ -1529,6 +1529,82 @@ mod tests {
         }
     }
 
+    /// The raw LZMA2 data the `xz` command (Debian's own liblzma build, not
+    /// ours) makes of `input` with our preset, dictionary and BCJ filter.
+    fn xz_command_raw(input: &[u8], dict_size: u32, bcj: Option<&str>) -> Vec<u8> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut args = vec!["--format=raw".to_string()];
+        args.extend(bcj.map(|filter| format!("--{filter}")));
+        args.push(format!("--lzma2=preset={XZ_PRESET},dict={dict_size}"));
+        args.push("--stdout".to_string());
+        let mut child = Command::new("xz")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `xz` ({e}): install xz-utils"));
+        let mut stdin = child.stdin.take().unwrap();
+        // Fed from another thread: xz writes while it reads, and a full pipe
+        // either way would stop both.
+        let (written, output) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || stdin.write_all(input));
+            let output = child.wait_with_output().expect("xz runs");
+            (writer.join().unwrap(), output)
+        });
+        written.expect("write to xz");
+        assert!(output.status.success(), "xz {args:?}: {}", output.status);
+        output.stdout
+    }
+
+    /// Our liblzma is vendored with a prefetch added to its match finder
+    /// (`vendor/liblzma-sys/MKPORTABLE.md`): it must encode exactly as an
+    /// unmodified liblzma. The oracle is the system's `xz`: the LZMA2 data in
+    /// our streams must be its raw output byte for byte, with 1 MiB
+    /// dictionaries (data blocks, the match finder the patch touches) and 8 KiB
+    /// ones (metadata), with and without the x86 filter.
+    #[test]
+    fn xz_blocks_are_the_xz_commands_bytes() {
+        let exe = std::fs::read("/proc/self/exe").expect("read the test binary");
+        let code = exe[exe.len() / 4..][..1 << 20].to_vec();
+        let mut inputs = encoder_inputs().to_vec();
+        inputs.push(("1 MiB of code", code));
+        inputs.push(("1 MiB of text", compressible(1 << 20)));
+        for (dict_size, bcj) in [
+            (1 << 20, None),
+            (8192, None),
+            (1 << 20, Some((BcjFilter::X86, "x86"))),
+        ] {
+            for (name, input) in &inputs {
+                let what = format!("{name}, dict {dict_size}, {bcj:?}");
+                let unlimited = 2 * input.len() + 1024;
+                let ours = xz(input, dict_size, bcj.map(|b| b.0), unlimited).unwrap();
+                let header = 12 + (usize::from(ours[12]) + 1) * 4;
+                let expect = xz_command_raw(input, dict_size, bcj.map(|b| b.1));
+                let payload = &ours[header..][..expect.len()];
+                assert!(payload == &expect[..], "{what}: LZMA2 data differs");
+                // Then only the block padding and the CRC32 of the input.
+                let rest = &ours[header + expect.len()..];
+                let padding = (4 - expect.len() % 4) % 4;
+                assert!(rest[..padding].iter().all(|&b| b == 0), "{what}");
+                let crc = crc32(input);
+                assert_eq!(rest[padding..][..4], crc.to_le_bytes(), "{what}");
+            }
+        }
+    }
+
+    /// CRC-32 (IEEE), bit by bit: slow, and independent of liblzma's.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+            }
+        }
+        !crc
+    }
+
     // ------------------------------------------------------------ concurrency
 
     #[test]
