@@ -158,7 +158,7 @@ impl Meta {
             (
                 "ours and the bound: xz, zstd, zlib".into(),
                 format!(
-                    "liblzma-sys {} (bundled xz 5.8), zstd-sys {}, flate2 {} with miniz_oxide {}",
+                    "liblzma-sys {} (xz 5.8.4, vendored with a match-finder prefetch), zstd-sys {}, flate2 {} with miniz_oxide {}",
                     locked("liblzma-sys"),
                     locked("zstd-sys"),
                     locked("flate2"),
