@@ -325,7 +325,7 @@ fn write_inner<W: Write + Seek>(
         &pool,
         options.cache.clone(),
         out,
-    );
+    )?;
     // Files in pre-order, in batches whose small files are read and hashed
     // ahead in parallel (at most READ_AHEAD_BYTES of them held at once). The
     // list of files is never built whole: it would grow with the tree.
