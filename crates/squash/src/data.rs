@@ -767,18 +767,14 @@ impl<'a, W: Write> DataWriter<'a, W> {
             });
         }
         self.open_fill -= offset;
-        // Members read already are copied into one block buffer here, so
-        // that their own buffers go back to this thread's heap at once, for
-        // the next files, instead of waiting in the queue as hundreds of
-        // small allocations per block (megabytes of peak memory).
-        if n > 1 && pieces.iter().all(|p| matches!(p, Piece::Bytes(_))) {
-            let mut block = self.buffers.take();
-            for piece in pieces.drain(..) {
-                if let Piece::Bytes(bytes) = piece {
-                    block.extend_from_slice(&bytes);
-                }
-            }
-            pieces.push(Piece::Bytes(block));
+        // Members read already are copied into one block buffer here (what
+        // the pool job would do), so that their own buffers go back to this
+        // thread's heap at once, for the next files, instead of waiting in
+        // the queue as hundreds of small allocations per block (megabytes of
+        // peak memory). Deferred members are left to the pool job.
+        if pieces.iter().all(|p| matches!(p, Piece::Bytes(_))) {
+            let block = materialize(pieces, offset as usize, &self.buffers)?;
+            pieces = vec![Piece::Bytes(block)];
         }
         let plan = self
             .cache
