@@ -23,7 +23,11 @@
 //!
 //! Each comparison cell (corpus, setting, threads) runs its tools
 //! interleaved (A B C, B C A, C A B, …: each round starts one tool later), after one untimed warm-up run per tool and
-//! corpus; the page cache stays warm. The lower bound (see [`bound`]) takes a
+//! corpus. Before every timed run the corpus is read once more, untimed
+//! ([`measure::warm`]): machines of this kind page out file cache left
+//! unread for a few seconds, so the cache a run found would otherwise depend
+//! on how long the turn before it took; what a run still reads from storage
+//! is reported beside it. The lower bound (see [`bound`]) takes a
 //! turn in every round, so a tool's efficiency is judged against the bound
 //! measured beside it, not an hour earlier. Each process is timed whole: wall
 //! clock, user+system CPU and peak RSS (GNU time), and the image size. A
@@ -299,9 +303,9 @@ fn quick_plan(tc: &Toolchain, cores: usize) -> Plan {
 /// |---|---|---|---|
 /// | rust-doc (`share/doc`) | ~800 MB | xz, zstd, gzip at 1 and 2 threads | 3 |
 /// | rust-lib (`lib/`) | ~520 MB | xz, zstd, gzip at 2 threads | 3 |
-/// | rust-toolchain (all) | ~1.3 GB | xz at 2 threads | 2 |
+/// | rust-toolchain (all) | ~1.3 GB | xz at 2 threads | 3 |
 /// | nix-1024 | ~1 GiB | `mkportable build` vs the seed's pipeline, all cores | 3 |
-/// | rust-doc-x2 (`share/doc` twice) | ~1.6 GB | xz at 2 threads (the memory bound) | 2 |
+/// | rust-doc-x2 (`share/doc` twice) | ~1.6 GB | xz at 2 threads (the memory bound) | 3 |
 ///
 /// and a cache cell (xz, all cores, 3 runs) on rust-doc, rust-lib and
 /// nix-1024, the corpora of issue 5's targets: about 45 more minutes.
@@ -324,10 +328,10 @@ fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
         cells.push(Cell::compare(1, setting, cores, 3));
     }
     cells.push(Cell::cache(1, cores));
-    cells.push(Cell::compare(2, XZ, cores, 2));
+    cells.push(Cell::compare(2, XZ, cores, 3));
     cells.push(Cell::compare(3, XZ, cores, 3));
     cells.push(Cell::cache(3, cores));
-    cells.push(Cell::compare(4, XZ, cores, 2));
+    cells.push(Cell::compare(4, XZ, cores, 3));
     Plan {
         mode: "full",
         corpora,
@@ -593,7 +597,7 @@ fn bench(args: &Args) -> Result<bool> {
                     let bound_turn: Option<&dyn Fn() -> Result<bound::Bound>> =
                         (!args.no_bound).then_some(&measure_bound);
                     let (results, bound, ok) =
-                        rounds(&tools, bound_turn, cell.runs, &broken, &work);
+                        rounds(&tools, bound_turn, cell.runs, &broken, &roots, &work);
                     all_ok &= ok;
                     CellResult {
                         id,
@@ -657,11 +661,14 @@ fn save_json(run: &mut Run, started: Instant, path: &Path) -> Result<()> {
 /// on stdout (`--json`), kept per run. With `bound`, the lower bound takes
 /// a turn of its own in every round, after the tools in the first round, and
 /// comes back measured every round, or `None` if a measurement failed.
+/// Before each tool's turn the files under `corpus` are read again, untimed
+/// ([`measure::warm`]), so every run starts from a warm page cache.
 fn rounds(
     tools: &[(String, Invocation, Option<Row>)],
     bound: Option<&dyn Fn() -> Result<bound::Bound>>,
     runs: usize,
     broken: &[String],
+    corpus: &[PathBuf],
     work: &Path,
 ) -> (Vec<ToolResult>, Option<bound::Bound>, bool) {
     let mut all_ok = true;
@@ -683,6 +690,7 @@ fn rounds(
     let turns = tools.len() + usize::from(bound.is_some());
     for round in 0..runs {
         let mut line = format!("   round {}/{}:", round + 1, runs);
+        let mut fetched = 0u64;
         for k in 0..turns {
             let i = (round + k) % turns;
             if i == tools.len() {
@@ -713,6 +721,13 @@ fn rounds(
                 Some(row) => row.slug(),
                 None => name,
             };
+            match measure::warm(corpus) {
+                Ok(bytes) => fetched += bytes,
+                Err(e) => {
+                    println!("   warming the page cache FAILED: {e:#}");
+                    all_ok = false;
+                }
+            }
             match measure::run_capturing(inv, work) {
                 Ok((s, stdout)) => {
                     line.push_str(&format!("  {short} {:.2}s", s.wall));
@@ -731,7 +746,10 @@ fn rounds(
                 }
             }
         }
-        println!("{line}");
+        println!(
+            "{line}  (warming fetched {:.1} MiB from storage)",
+            fetched as f64 / 1048576.0
+        );
         flush();
     }
     (results, measured, all_ok)
@@ -769,7 +787,8 @@ fn cache_cell(
         }
     };
     let load_before = loadavg();
-    let (mut results, _, rounds_ok) = rounds(&tools, None, cell.runs, &broken, &paths.work);
+    let roots = bound_roots(corpus)?;
+    let (mut results, _, rounds_ok) = rounds(&tools, None, cell.runs, &broken, &roots, &paths.work);
     ok &= rounds_ok;
     if let Err(e) = &prepared {
         for t in &mut results {
@@ -932,7 +951,7 @@ fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()
     );
     println!(
         "each timed run: remove its previous output, `sync` (untimed), then\n  \
-         {} -o {} -f '%U %S %M' COMMAND   (wall from the xtask's clock)",
+         {} -o {} -f '%U %S %M %I' COMMAND   (wall from the xtask's clock)",
         measure::GNU_TIME,
         paths.work.join("time.txt").display()
     );
@@ -993,7 +1012,7 @@ fn dry_run(plan: &Plan, paths: &Paths, tc: &Toolchain, args: &Args) -> Result<()
         }
         for cell in cells {
             println!(
-                "   -- {}: {} runs each, interleaved, each round starting one tool later (A B C, B C A, …)",
+                "   -- {}: {} runs each, interleaved, each round starting one tool later (A B C, B C A, …), the corpus read again (untimed) before each run",
                 plan.id(cell),
                 cell.runs
             );

@@ -179,37 +179,28 @@ struct State {
 }
 
 impl State {
-    /// Walks `path` without following symlinks, directory entries sorted by name.
-    fn visit(&mut self, path: &Path) -> Result<()> {
-        let meta =
-            fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
-        if meta.is_dir() {
-            let mut entries = fs::read_dir(path)
-                .with_context(|| format!("listing {}", path.display()))?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("listing {}", path.display()))?;
-            entries.sort();
-            for entry in entries {
-                self.visit(&entry)?;
-            }
-        } else if meta.is_file() {
-            self.bound.files += 1;
-            self.bound.file_bytes += meta.len();
-            if meta.len() == 0 {
-                return Ok(());
-            }
-            if meta.nlink() > 1 && !self.seen_inode.insert((meta.dev(), meta.ino())) {
-                self.bound.dup_bytes += meta.len();
-                return Ok(());
-            }
-            let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            if !self.seen_content.insert(*blake3::hash(&content).as_bytes()) {
-                self.bound.dup_bytes += content.len() as u64;
-                return Ok(());
-            }
-            self.file(&content);
+    /// Walks `root` without following symlinks, directory entries sorted by name.
+    fn visit(&mut self, root: &Path) -> Result<()> {
+        super::corpus::for_each_file(root, &mut |path, meta| self.regular(path, meta))
+    }
+
+    /// Takes in one regular file.
+    fn regular(&mut self, path: &Path, meta: &fs::Metadata) -> Result<()> {
+        self.bound.files += 1;
+        self.bound.file_bytes += meta.len();
+        if meta.len() == 0 {
+            return Ok(());
         }
+        if meta.nlink() > 1 && !self.seen_inode.insert((meta.dev(), meta.ino())) {
+            self.bound.dup_bytes += meta.len();
+            return Ok(());
+        }
+        let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if !self.seen_content.insert(*blake3::hash(&content).as_bytes()) {
+            self.bound.dup_bytes += content.len() as u64;
+            return Ok(());
+        }
+        self.file(&content);
         Ok(())
     }
 

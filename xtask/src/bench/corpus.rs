@@ -458,6 +458,30 @@ pub struct Census {
     pub others: u64,
 }
 
+/// Calls `f` with every regular file under `root` (or `root` itself) and its
+/// metadata, in walk order: folders entered, entries sorted by name,
+/// symlinks not followed.
+pub fn for_each_file(
+    root: &Path,
+    f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<()>,
+) -> Result<()> {
+    let meta = fs::symlink_metadata(root).with_context(|| format!("reading {}", root.display()))?;
+    if meta.is_dir() {
+        let mut entries = fs::read_dir(root)
+            .with_context(|| format!("listing {}", root.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("listing {}", root.display()))?;
+        entries.sort();
+        for entry in entries {
+            for_each_file(&entry, f)?;
+        }
+    } else if meta.is_file() {
+        f(root, &meta)?;
+    }
+    Ok(())
+}
+
 /// Counts what is under `paths`.
 pub fn census(paths: &[PathBuf]) -> Result<Census> {
     let mut c = Census::default();

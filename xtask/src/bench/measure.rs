@@ -112,6 +112,9 @@ pub struct Sample {
     /// Share of the machine's CPU time (all cores) that other processes, or
     /// the hypervisor (steal), took during the run: the noise gauge.
     pub others: f64,
+    /// Bytes the process read from storage rather than the page cache
+    /// (GNU time's `%I`, file system inputs of 512 bytes): the cache gauge.
+    pub disk_read: u64,
 }
 
 impl Sample {
@@ -172,6 +175,47 @@ pub fn prepare(inv: &Invocation) -> Result<()> {
     Ok(())
 }
 
+/// Reads every regular file under `roots` (symlinks not followed) and
+/// returns how many bytes that fetched from storage, untimed, before a timed
+/// run.
+///
+/// Machines of this kind reclaim page cache that sits unread for a few
+/// seconds (DAMON's `pageout`, about 1 MB/s): a corpus read by one turn is
+/// partly gone from memory by the next, and more so after a long turn. Without
+/// this pass each run would start from a cache left by whatever ran before
+/// it. What a run itself still reads from storage is in [`Sample::disk_read`].
+pub fn warm(roots: &[PathBuf]) -> Result<u64> {
+    use std::io::Read as _;
+    let before = storage_reads();
+    let mut buf = vec![0u8; 1 << 20];
+    for root in roots {
+        super::corpus::for_each_file(root, &mut |path, _| {
+            let mut file =
+                fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+            while file
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?
+                > 0
+            {}
+            Ok(())
+        })?;
+    }
+    Ok(storage_reads().saturating_sub(before))
+}
+
+/// Bytes this process has read from storage (`read_bytes` in
+/// `/proc/self/io`); 0 where that is not there.
+fn storage_reads() -> u64 {
+    fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("read_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Runs `inv` once under GNU time; fails, with its output, unless it exits 0.
 pub fn run(inv: &Invocation, scratch: &Path) -> Result<Sample> {
     run_capturing(inv, scratch).map(|(sample, _)| sample)
@@ -183,7 +227,7 @@ pub fn run_capturing(inv: &Invocation, scratch: &Path) -> Result<(Sample, String
     let report = scratch.join("time.txt");
     let _ = fs::remove_file(&report);
     let mut cmd = Command::new(GNU_TIME);
-    cmd.arg("-o").arg(&report).args(["-f", "%U %S %M"]);
+    cmd.arg("-o").arg(&report).args(["-f", "%U %S %M %I"]);
     cmd.arg(&inv.program).args(&inv.args).stdin(Stdio::null());
     let cpu0 = machine_cpu();
     let start = Instant::now();
@@ -202,7 +246,7 @@ pub fn run_capturing(inv: &Invocation, scratch: &Path) -> Result<(Sample, String
         );
     }
     let text = fs::read_to_string(&report).context("reading GNU time's report")?;
-    let (user, sys, rss_kib) = parse_time(&text)?;
+    let (user, sys, rss_kib, inputs) = parse_time(&text)?;
     let size = fs::metadata(&inv.output)
         .with_context(|| format!("{} wrote no {}", inv.show(), inv.output.display()))?
         .len();
@@ -221,6 +265,7 @@ pub fn run_capturing(inv: &Invocation, scratch: &Path) -> Result<(Sample, String
         rss_kib,
         size,
         others,
+        disk_read: inputs * 512,
     };
     Ok((sample, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
@@ -248,8 +293,8 @@ fn machine_cpu() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// Parses the last line of GNU time's `%U %S %M`.
-fn parse_time(text: &str) -> Result<(f64, f64, u64)> {
+/// Parses the last line of GNU time's `%U %S %M %I`.
+fn parse_time(text: &str) -> Result<(f64, f64, u64, u64)> {
     let line = text
         .lines()
         .rev()
@@ -260,7 +305,8 @@ fn parse_time(text: &str) -> Result<(f64, f64, u64)> {
     let user = f.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
     let sys = f.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
     let rss = f.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    Ok((user, sys, rss))
+    let inputs = f.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    Ok((user, sys, rss, inputs))
 }
 
 /// Median, minimum and maximum.
@@ -364,12 +410,33 @@ mod tests {
     }
 
     #[test]
+    fn warming_reads_files_and_follows_no_symlink() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-warm-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("sub/file"), vec![7u8; 3 << 20]).unwrap();
+        // Neither a dangling link nor a loop stops the pass.
+        std::os::unix::fs::symlink("/nonexistent", dir.join("dangling")).unwrap();
+        std::os::unix::fs::symlink(&dir, dir.join("sub/loop")).unwrap();
+        warm(std::slice::from_ref(&dir)).unwrap();
+        assert!(
+            warm(&[dir.join("missing")]).is_err(),
+            "a missing root is an error"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn gnu_time() {
-        assert_eq!(parse_time("1.50 0.25 1234\n").unwrap(), (1.5, 0.25, 1234));
         assert_eq!(
-            parse_time("Command exited with non-zero status 1\n0.00 0.00 980\n").unwrap(),
-            (0.0, 0.0, 980)
+            parse_time("1.50 0.25 1234 56\n").unwrap(),
+            (1.5, 0.25, 1234, 56)
+        );
+        assert_eq!(
+            parse_time("Command exited with non-zero status 1\n0.00 0.00 980 0\n").unwrap(),
+            (0.0, 0.0, 980, 0)
         );
         assert!(parse_time("").is_err());
+        assert!(parse_time("1.50 0.25 1234\n").is_err(), "no %I");
     }
 }

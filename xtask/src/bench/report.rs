@@ -331,12 +331,25 @@ impl CellResult {
         )
     }
 
+    /// What the runs read from storage, not the page cache, in MiB.
+    fn disk_reads(&self) -> Stat {
+        Stat::of(
+            self.tools
+                .iter()
+                .flat_map(|t| &t.samples)
+                .map(|s| s.disk_read as f64 / 1048576.0),
+        )
+    }
+
     fn noise(&self) -> String {
         let o = self.others();
+        let d = self.disk_reads();
         format!(
-            "other processes took {:.0} % of the machine's CPU during a run (median; max {:.0} %)",
+            "other processes took {:.0} % of the machine's CPU during a run (median; max {:.0} %); a run read {:.1} MiB from storage (median; max {:.1} MiB)",
             o.median * 100.0,
-            o.max * 100.0
+            o.max * 100.0,
+            d.median,
+            d.max
         )
     }
 
@@ -1014,7 +1027,7 @@ pub fn markdown(run: &Run) -> String {
     let _ = writeln!(s, "\n### Commands\n");
     let _ = writeln!(
         s,
-        "Each timed run: the previous output removed and `sync` (untimed), then `/usr/bin/time -o target/bench/time.txt -f '%U %S %M' COMMAND`, the wall clock taken by the xtask around it.\n"
+        "Each timed run: the previous output removed, `sync` and every file of the corpus read once (untimed, so the run finds the corpus in the page cache), then `/usr/bin/time -o target/bench/time.txt -f '%U %S %M %I' COMMAND`, the wall clock taken by the xtask around it.\n"
     );
     let _ = writeln!(s, "<details><summary>every command</summary>\n");
     for cell in &run.cells {
@@ -1358,6 +1371,7 @@ pub fn json(run: &Run) -> String {
                                             ("peak_rss_kib", Json::Int(s.rss_kib)),
                                             ("image_bytes", Json::Int(s.size)),
                                             ("others_cpu", Json::Num(s.others)),
+                                            ("disk_read_bytes", Json::Int(s.disk_read)),
                                         ])
                                     })
                                     .collect(),
@@ -1521,6 +1535,7 @@ mod tests {
             rss_kib: 0,
             size: 0,
             others: 0.0,
+            disk_read: 0,
         };
         let tool = ToolResult {
             name: "mkportable".into(),
