@@ -30,7 +30,7 @@
 //! is reported beside it. The lower bound (see [`bound`]) takes a
 //! turn in every round, so a tool's efficiency is judged against the bound
 //! measured beside it, not an hour earlier. Each process is timed whole: wall
-//! clock, user+system CPU and peak RSS (GNU time), and the image size. A
+//! clock, user+system CPU, peak RSS and reads from storage (GNU time), and the image size. A
 //! cache cell runs cold, warm and changed rebuilds with the cache against a
 //! cold mksquashfs the same way (see [`cache`]). Tables go to stdout,
 //! everything to `target/bench/results.json`. Benchmarks are not tests: the

@@ -1027,7 +1027,7 @@ pub fn markdown(run: &Run) -> String {
     let _ = writeln!(s, "\n### Commands\n");
     let _ = writeln!(
         s,
-        "Each timed run: the previous output removed, `sync` and every file of the corpus read once (untimed, so the run finds the corpus in the page cache), then `/usr/bin/time -o target/bench/time.txt -f '%U %S %M %I' COMMAND`, the wall clock taken by the xtask around it.\n"
+        "Each timed run: every file of the corpus read once (so the run finds it in the page cache), the previous output removed and `sync`, all untimed, then `/usr/bin/time -o target/bench/time.txt -f '%U %S %M %I' COMMAND`, the wall clock taken by the xtask around it.\n"
     );
     let _ = writeln!(s, "<details><summary>every command</summary>\n");
     for cell in &run.cells {
