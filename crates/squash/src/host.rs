@@ -5,7 +5,7 @@
 //! bodies stay on the host as [`FileSource::Host`] until the writer reads them.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -41,9 +41,12 @@ impl Tree {
         if let [single] = sources[..] {
             let meta = lstat(single)?;
             if meta.is_dir() && !keep_as_directory {
-                let mut tree = Tree::new(metadata_of(single, &meta)?);
-                let root = tree.root();
-                tree.graft_children(root, single)?;
+                let Scanned { meta, what, .. } = scan(single, &meta);
+                let mut tree = Tree::new(meta?);
+                if let What::Dir(children) = what {
+                    let root = tree.root();
+                    tree.graft_children(root, children?, Arc::from(single))?;
+                }
                 tree.shrink_to_fit();
                 return Ok(tree);
             }
@@ -102,87 +105,165 @@ impl Tree {
 
     fn graft_entry(&mut self, parent: InodeId, name: &[u8], host: &Path) -> Result<InodeId, Error> {
         let stat = lstat(host)?;
-        self.graft_stat(parent, name, host, stat, None)
+        let scanned = scan(host, &stat);
+        self.graft_scanned(parent, name, scanned, Place::Top(host))
     }
 
-    /// [`Tree::graft_entry`] with the entry's `lstat` already taken; `in_dir`
-    /// is the host folder `host` was listed from, if it was.
-    fn graft_stat(
+    /// Adds what [`scan`] found at `place` as `name` in `parent`, and what
+    /// is below it, in order; the first error in that order is returned.
+    fn graft_scanned(
         &mut self,
         parent: InodeId,
         name: &[u8],
-        host: &Path,
-        stat: fs::Metadata,
-        in_dir: Option<&Arc<Path>>,
+        scanned: Scanned,
+        place: Place<'_>,
     ) -> Result<InodeId, Error> {
-        let meta = metadata_of(host, &stat)?;
-        let file_type = stat.file_type();
-        if file_type.is_dir() {
+        let Scanned { meta, link, what } = scanned;
+        let meta = meta?;
+        if let What::Dir(children) = what {
             let id = self.insert(parent, name, Kind::Dir(BTreeMap::new()), meta)?;
-            self.graft_children(id, host)?;
+            self.graft_children(id, children?, Arc::from(place.path()))?;
             return Ok(id);
         }
-        let key = (stat.dev(), stat.ino());
-        if stat.nlink() > 1 {
-            if let Some(&existing) = self.host_inodes.get(&key) {
-                self.hard_link(parent, name, existing)?;
-                return Ok(existing);
-            }
+        if let Some(existing) = link.and_then(|key| self.host_inodes.get(&key).copied()) {
+            self.hard_link(parent, name, existing)?;
+            return Ok(existing);
         }
-        let kind = if file_type.is_file() {
-            let sparse = stat.blocks().saturating_mul(512) < stat.size();
-            Kind::File {
+        let kind = match what {
+            What::Dir(_) => unreachable!("handled above"),
+            What::File { sparse, stat } => Kind::File {
                 source: FileSource::Host {
-                    path: match (in_dir, host.file_name()) {
-                        (Some(dir), Some(file_name)) => {
-                            HostPath::in_dir(Arc::clone(dir), file_name)
-                        }
-                        _ => HostPath::from(host),
-                    },
+                    path: place.host_path(),
                     sparse,
-                    stat: Some(Fingerprint::of(&stat)),
+                    stat: Some(stat),
                 },
-                size: stat.size(),
-            }
-        } else if file_type.is_symlink() {
-            let target = fs::read_link(host).map_err(|source| read_error(host, source))?;
-            Kind::Symlink(target.into_os_string().into_vec())
-        } else if file_type.is_char_device() {
-            Kind::CharDev(stat.rdev())
-        } else if file_type.is_block_device() {
-            Kind::BlockDev(stat.rdev())
-        } else if file_type.is_fifo() {
-            Kind::Fifo
-        } else {
-            Kind::Socket
+                size: stat.size,
+            },
+            What::Symlink(target) => Kind::Symlink(target?),
+            What::Special(kind) => kind,
         };
         let id = self.insert(parent, name, kind, meta)?;
-        if stat.nlink() > 1 {
+        if let Some(key) = link {
             self.host_inodes.insert(key, id);
         }
         Ok(id)
     }
 
-    fn graft_children(&mut self, dir: InodeId, host: &Path) -> Result<(), Error> {
-        // `DirEntry::metadata` is an `lstat` relative to the open directory
-        // (statx on its fd), which spares the kernel a walk of the full path
-        // per entry: a tenth of a warm rebuild's time on 52k small files.
-        let mut entries = Vec::new();
-        for entry in fs::read_dir(host).map_err(|source| read_error(host, source))? {
-            let entry = entry.map_err(|source| read_error(host, source))?;
-            let path = entry.path();
-            let stat = entry
-                .metadata()
-                .map_err(|source| read_error(&path, source))?;
-            entries.push((entry.file_name(), path, stat));
-        }
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let shared: Arc<Path> = Arc::from(host);
-        for (name, path, stat) in entries {
-            self.graft_stat(dir, name.as_bytes(), &path, stat, Some(&shared))?;
+    /// Grafts the scanned entries of the host folder `host` into `dir`.
+    fn graft_children(
+        &mut self,
+        dir: InodeId,
+        children: Vec<(OsString, Scanned)>,
+        host: Arc<Path>,
+    ) -> Result<(), Error> {
+        for (name, child) in children {
+            self.graft_scanned(dir, name.as_bytes(), child, Place::In(&host, &name))?;
         }
         Ok(())
     }
+}
+
+/// Where a scanned entry is on the host.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    /// At this path, which was grafted itself.
+    Top(&'a Path),
+    /// In this folder, under this name.
+    In(&'a Arc<Path>, &'a OsStr),
+}
+
+impl Place<'_> {
+    fn path(self) -> PathBuf {
+        match self {
+            Place::Top(path) => path.to_path_buf(),
+            Place::In(dir, name) => dir.join(name),
+        }
+    }
+
+    fn host_path(self) -> HostPath {
+        match self {
+            Place::Top(path) => HostPath::from(path),
+            Place::In(dir, name) => HostPath::in_dir(Arc::clone(dir), name),
+        }
+    }
+}
+
+/// A host entry as [`scan`] found it: all a graft needs, read in parallel
+/// and grafted in order afterwards. Errors wait here for their turn.
+struct Scanned {
+    meta: Result<Metadata, Error>,
+    /// (st_dev, st_ino) of a non-directory with more than one link.
+    link: Option<(u64, u64)>,
+    what: What,
+}
+
+enum What {
+    /// A folder's entries and their names, sorted by name.
+    Dir(Result<Vec<(OsString, Scanned)>, Error>),
+    File {
+        sparse: bool,
+        stat: Fingerprint,
+    },
+    Symlink(Result<Vec<u8>, Error>),
+    /// A device, fifo or socket.
+    Special(Kind),
+}
+
+/// Inspects the host entry at `path` (`stat` is its `lstat`) and, for a
+/// folder, everything below it, in parallel on rayon's pool: listing, `lstat`,
+/// xattrs and link targets of 100k files take a core for about 0.4 s, which
+/// would otherwise be the only work running before packing starts.
+fn scan(path: &Path, stat: &fs::Metadata) -> Scanned {
+    let file_type = stat.file_type();
+    let meta = metadata_of(path, stat);
+    let what = if file_type.is_dir() {
+        What::Dir(scan_children(path))
+    } else if file_type.is_file() {
+        What::File {
+            sparse: stat.blocks().saturating_mul(512) < stat.size(),
+            stat: Fingerprint::of(stat),
+        }
+    } else if file_type.is_symlink() {
+        What::Symlink(
+            fs::read_link(path)
+                .map(|target| target.into_os_string().into_vec())
+                .map_err(|source| read_error(path, source)),
+        )
+    } else if file_type.is_char_device() {
+        What::Special(Kind::CharDev(stat.rdev()))
+    } else if file_type.is_block_device() {
+        What::Special(Kind::BlockDev(stat.rdev()))
+    } else if file_type.is_fifo() {
+        What::Special(Kind::Fifo)
+    } else {
+        What::Special(Kind::Socket)
+    };
+    let link = (!file_type.is_dir() && stat.nlink() > 1).then(|| (stat.dev(), stat.ino()));
+    Scanned { meta, link, what }
+}
+
+/// [`scan`] of every entry of the folder `dir`, sorted by name.
+fn scan_children(dir: &Path) -> Result<Vec<(OsString, Scanned)>, Error> {
+    use rayon::prelude::*;
+    // `DirEntry::metadata` is an `lstat` relative to the open directory
+    // (statx on its fd), which spares the kernel a walk of the full path
+    // per entry: a tenth of a warm rebuild's time on 52k small files.
+    let mut listed = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|source| read_error(dir, source))? {
+        let entry = entry.map_err(|source| read_error(dir, source))?;
+        let stat = entry
+            .metadata()
+            .map_err(|source| read_error(&entry.path(), source))?;
+        listed.push((entry.file_name(), stat));
+    }
+    listed.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(listed
+        .into_par_iter()
+        .map(|(name, stat)| {
+            let scanned = scan(&dir.join(&name), &stat);
+            (name, scanned)
+        })
+        .collect())
 }
 
 fn source_name(source: &Path) -> Result<Vec<u8>, Error> {
@@ -295,6 +376,45 @@ mod tests {
 
         let missing = Tree::from_sources(&[dir.path().join("nope")], false, 0).unwrap_err();
         assert!(missing.to_string().contains("nope"), "{missing}");
+    }
+
+    #[test]
+    fn a_parallel_walk_numbers_inodes_in_tree_order_at_any_pool_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in 0..12 {
+            let sub = root.join(format!("d{d:02}/inner"));
+            fs::create_dir_all(&sub).unwrap();
+            for f in 0..25 {
+                fs::write(sub.join(format!("f{f:02}")), format!("{d} {f}")).unwrap();
+            }
+            // A hard link to a file listed in another folder, and a symlink.
+            fs::hard_link(root.join("d00/inner/f00"), sub.join("link")).unwrap();
+            symlink("inner/f01", root.join(format!("d{d:02}/sym"))).unwrap();
+        }
+        let walk = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let tree = pool.install(|| Tree::from_sources(&[root], false, 0).unwrap());
+            (0..tree.len())
+                .map(|i| {
+                    let id = InodeId(i as u32);
+                    format!("{:?} {:?}", tree.kind(id), tree.metadata(id))
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = walk(1);
+        assert_eq!(one.len(), 1 + 12 * (2 + 25 + 1), "links are one inode");
+        assert_eq!(walk(8), one);
+        let tree = Tree::from_sources(&[root], false, 0).unwrap();
+        let first = tree.lookup("d00/inner/f00").unwrap();
+        assert_eq!(tree.lookup("d11/inner/link"), Some(first));
+        assert_eq!(tree.lookup("d00/inner/link"), Some(first));
+        let names: Vec<&Vec<u8>> = tree.entries(tree.root()).unwrap().keys().collect();
+        assert_eq!(names.len(), 12);
+        assert!(names.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod options;
 #[cfg(test)]
 mod testutil;
 mod tree;
+mod trim;
 mod writer;
 
 pub use cache::{Cache, CacheConfig, CacheReport, CacheStats, DEFAULT_MAX_BYTES};

@@ -299,6 +299,9 @@ fn write_inner<W: Write + Seek>(
         .build()
         .map_err(|e| write_err(io::Error::other(e)))?;
     let mut prepared = prepare(tree, options)?;
+    // What building the tree freed on other threads would otherwise stay
+    // resident through the write (see `trim`).
+    crate::trim::release_free_memory();
 
     // Superblock placeholder and compressor options.
     let mut head = vec![0u8; SUPERBLOCK_SIZE];
