@@ -114,16 +114,25 @@ impl NixCli {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     const A: &str = "/nix/store/0nsmdy54iqf64dgak3gpnj2fivp0l8bg-a";
     const B: &str = "/nix/store/28i8hbli7jg1jl3j9ygssgs2sj575yxd-b";
 
-    /// A fake `nix-store`: a shell script.
+    /// A fake `nix-store`: a shell script, written by a child `sh` rather
+    /// than through a descriptor of this process. A test on another thread
+    /// that spawns a process while this one has the script open for writing
+    /// hands that descriptor to its child until the child's `exec`, and
+    /// running the script in that window fails with "Text file busy"
+    /// (ETXTBSY), as it once did in CI.
     fn fake(dir: &Path, script: &str) -> NixCli {
         let program = dir.join("nix-store");
-        std::fs::write(&program, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let status = Command::new("/bin/sh")
+            .args(["-c", r#"printf '%s\n' "$2" > "$1" && chmod 755 "$1""#, "sh"])
+            .arg(&program)
+            .arg(format!("#!/bin/sh\n{script}"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "writing {}", program.display());
         NixCli::new().with_program(program)
     }
 
