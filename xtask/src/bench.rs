@@ -339,6 +339,15 @@ fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
     }
 }
 
+/// The mode of a plan that `--filter` cut down: its results are not the
+/// plan's, and the headings of BENCHMARKS.md and of the console say so.
+fn partial(mode: &'static str) -> &'static str {
+    match mode {
+        "quick" => "partial quick",
+        _ => "partial",
+    }
+}
+
 /// Where the images go, and the name each tool's is known by.
 #[derive(Debug)]
 pub struct Paths {
@@ -490,6 +499,10 @@ fn bench(args: &Args) -> Result<bool> {
         .collect();
     let mut k = keep.iter();
     plan.cells.retain(|_| *k.next().expect("one flag per cell"));
+    if plan.cells.len() < ids.len() {
+        // Say so in every heading: a filtered run is not the plan's.
+        plan.mode = partial(plan.mode);
+    }
     if plan.cells.is_empty() {
         bail!(
             "no cell matches the filter {:?}; cells: {}",
