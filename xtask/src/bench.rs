@@ -18,7 +18,8 @@
 //! - `--filter PAT`: only the cells whose id contains PAT. Ids are
 //!   `corpus/setting/Nt` (`rust-doc/xz/1t`, `nix-1024/xz/2t`) and, for the
 //!   cache cells, `corpus/cache/setting/Nt` (`rust-doc/cache/xz/2t`), so
-//!   `/cache/` selects every cache cell.
+//!   `/cache/` selects every cache cell. The run is then a "partial" one, and
+//!   its headings say so.
 //! - `--no-bound`: skip the lower bound.
 //!
 //! Each comparison cell (corpus, setting, threads) runs its tools
