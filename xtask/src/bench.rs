@@ -340,15 +340,6 @@ fn full_plan(tc: &Toolchain, root: &Path, work: &Path, cores: usize) -> Plan {
     }
 }
 
-/// The mode of a plan that `--filter` cut down: its results are not the
-/// plan's, and the headings of BENCHMARKS.md and of the console say so.
-fn partial(mode: &'static str) -> &'static str {
-    match mode {
-        "quick" => "partial quick",
-        _ => "partial",
-    }
-}
-
 /// Where the images go, and the name each tool's is known by.
 #[derive(Debug)]
 pub struct Paths {
@@ -502,7 +493,11 @@ fn bench(args: &Args) -> Result<bool> {
     plan.cells.retain(|_| *k.next().expect("one flag per cell"));
     if plan.cells.len() < ids.len() {
         // Say so in every heading: a filtered run is not the plan's.
-        plan.mode = partial(plan.mode);
+        plan.mode = if args.quick {
+            "partial quick"
+        } else {
+            "partial"
+        };
     }
     if plan.cells.is_empty() {
         bail!(
