@@ -380,10 +380,21 @@ fn ratios_to(tool: &ToolResult, reference: &ToolResult) -> Option<Ratios> {
 /// A tool's efficiency in a cell: the cell's bound for its threads (the
 /// median of the rounds) ÷ the tool's median wall, and the range of the
 /// per-round figures (the bound of a round ÷ the tool's wall in that round).
+///
+/// A round's efficiency is the product of two factors, kept apart so that a
+/// miss says where it came from: how busy the tool kept the cores (its CPU
+/// time ÷ threads × wall) and how its CPU time compares with the bound's
+/// one-core time of the same round (the bound ÷ its CPU). With one binary
+/// the second factor moves with the machine's speed between the two turns;
+/// the first is the tool's own.
 #[derive(Debug, Clone, Copy)]
 struct Efficiency {
     median: f64,
     rounds: Stat,
+    /// Per round: CPU time ÷ (threads × wall).
+    busy: Stat,
+    /// Per round: CPU time ÷ the bound's one-core time.
+    cpu_per_bound: Stat,
 }
 
 impl Efficiency {
@@ -392,15 +403,18 @@ impl Efficiency {
         if tool.samples.is_empty() {
             return None;
         }
-        let rounds = Stat::of(
+        let threads = cell.threads.max(1) as f64;
+        let paired = || {
             tool.samples
                 .iter()
                 .enumerate()
-                .filter_map(|(r, s)| Some(b.round_for_threads(r, cell.threads)? / s.wall)),
-        );
+                .filter_map(|(r, s)| Some((b.round_for_threads(r, cell.threads)?, s)))
+        };
         Some(Efficiency {
             median: b.for_threads(cell.threads) / tool.wall().median,
-            rounds,
+            rounds: Stat::of(paired().map(|(bound, s)| bound / s.wall)),
+            busy: Stat::of(tool.samples.iter().map(|s| s.cpu() / (threads * s.wall))),
+            cpu_per_bound: Stat::of(paired().map(|(bound, s)| s.cpu() / (bound * threads))),
         })
     }
 
@@ -418,6 +432,80 @@ impl Efficiency {
             self.rounds.max * 100.0
         )
     }
+}
+
+/// The markdown table of a comparison cell: a row a tool, with the two
+/// factors of its efficiency when the cell has a bound.
+fn compare_table(cell: &CellResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| tool | wall s, median (min–max) | CPU s (user+sys) | peak RSS MiB | image MiB | wall ÷ {r} (per round) | image ÷ {r} | efficiency{more} |",
+        r = cell.reference_name(),
+        more = if cell.bound.is_some() {
+            " | cores busy (per round) | CPU ÷ bound's (per round)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|{}",
+        if cell.bound.is_some() { "---|---|" } else { "" }
+    );
+    for t in &cell.tools {
+        if t.samples.is_empty() {
+            let _ = writeln!(
+                s,
+                "| {} | failed: {} | | | | | | |{}",
+                t.name,
+                t.error
+                    .as_deref()
+                    .unwrap_or("no runs")
+                    .lines()
+                    .next()
+                    .unwrap_or(""),
+                if cell.bound.is_some() { " | |" } else { "" }
+            );
+            continue;
+        }
+        let r = cell.ratios(t);
+        let e = Efficiency::of(cell, t);
+        let factors = match (&cell.bound, e) {
+            (None, _) => String::new(),
+            (Some(_), None) => " - | - |".into(),
+            (Some(_), Some(e)) => format!(
+                " {:.1} % ({:.1}–{:.1} %) | {:.3} ({:.3}–{:.3}) |",
+                e.busy.median * 100.0,
+                e.busy.min * 100.0,
+                e.busy.max * 100.0,
+                e.cpu_per_bound.median,
+                e.cpu_per_bound.min,
+                e.cpu_per_bound.max
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.2} | {} | {} | {} |{factors}",
+            t.name,
+            range(t.wall(), 2),
+            range(t.cpu(), 2),
+            range(t.rss_mib(), 1),
+            t.size().median / 1048576.0,
+            r.map_or("-".into(), |r| format!(
+                "{:.3} ({:.3}–{:.3})",
+                r.wall, r.rounds.min, r.rounds.max
+            )),
+            r.map_or("-".into(), |r| format!("{:.4}", r.image)),
+            e.map_or("-".into(), |e| format!(
+                "{:.1} % ({:.1}–{:.1} %)",
+                e.median * 100.0,
+                e.rounds.min * 100.0,
+                e.rounds.max * 100.0
+            )),
+        );
+    }
+    s
 }
 
 /// One line describing a bound.
@@ -499,7 +587,7 @@ pub fn text_table(cell: &CellResult) -> String {
     }
     let _ = writeln!(
         s,
-        "   {:<17} {:>22} {:>20} {:>22} {:>12} {:>24} {:>9} {:>7}",
+        "   {:<17} {:>22} {:>20} {:>22} {:>12} {:>24} {:>9} {:>7} {:>7} {:>7}",
         "tool",
         "wall s (min–max)",
         "CPU s (min–max)",
@@ -507,7 +595,9 @@ pub fn text_table(cell: &CellResult) -> String {
         "image MiB",
         format!("wall ÷ {} (rounds)", cell.reference_name()),
         "image ÷",
-        "eff."
+        "eff.",
+        "busy",
+        "CPU÷b."
     );
     for t in &cell.tools {
         if t.samples.is_empty() {
@@ -520,9 +610,10 @@ pub fn text_table(cell: &CellResult) -> String {
             continue;
         }
         let r = cell.ratios(t);
+        let e = Efficiency::of(cell, t);
         let _ = writeln!(
             s,
-            "   {:<17} {:>22} {:>20} {:>22} {:>12.2} {:>24} {:>9} {:>7}",
+            "   {:<17} {:>22} {:>20} {:>22} {:>12.2} {:>24} {:>9} {:>7} {:>7} {:>7}",
             t.name,
             range(t.wall(), 2),
             range(t.cpu(), 2),
@@ -533,7 +624,9 @@ pub fn text_table(cell: &CellResult) -> String {
                 r.wall, r.rounds.min, r.rounds.max
             )),
             r.map_or("-".into(), |r| format!("{:.4}", r.image)),
-            Efficiency::of(cell, t).map_or("-".into(), Efficiency::short),
+            e.map_or("-".into(), Efficiency::short),
+            e.map_or("-".into(), |e| format!("{:.1} %", e.busy.median * 100.0)),
+            e.map_or("-".into(), |e| format!("{:.3}", e.cpu_per_bound.median)),
         );
         if let Some(e) = &t.error {
             let _ = writeln!(
@@ -955,49 +1048,7 @@ pub fn markdown(run: &Run) -> String {
                 );
             }
             let _ = writeln!(s, "\n");
-            let _ = writeln!(
-                s,
-                "| tool | wall s, median (min–max) | CPU s (user+sys) | peak RSS MiB | image MiB | wall ÷ {r} (per round) | image ÷ {r} | efficiency |",
-                r = cell.reference_name()
-            );
-            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-            for t in &cell.tools {
-                if t.samples.is_empty() {
-                    let _ = writeln!(
-                        s,
-                        "| {} | failed: {} | | | | | | |",
-                        t.name,
-                        t.error
-                            .as_deref()
-                            .unwrap_or("no runs")
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                    );
-                    continue;
-                }
-                let r = cell.ratios(t);
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {:.2} | {} | {} | {} |",
-                    t.name,
-                    range(t.wall(), 2),
-                    range(t.cpu(), 2),
-                    range(t.rss_mib(), 1),
-                    t.size().median / 1048576.0,
-                    r.map_or("-".into(), |r| format!(
-                        "{:.3} ({:.3}–{:.3})",
-                        r.wall, r.rounds.min, r.rounds.max
-                    )),
-                    r.map_or("-".into(), |r| format!("{:.4}", r.image)),
-                    Efficiency::of(cell, t).map_or("-".into(), |e| format!(
-                        "{:.1} % ({:.1}–{:.1} %)",
-                        e.median * 100.0,
-                        e.rounds.min * 100.0,
-                        e.rounds.max * 100.0
-                    )),
-                );
-            }
+            s.push_str(&compare_table(cell));
         }
     }
 
@@ -1393,6 +1444,8 @@ pub fn json(run: &Run) -> String {
                                 Json::Obj(vec![
                                     ("median", Json::Num(e.median)),
                                     ("rounds", stat_json(e.rounds)),
+                                    ("busy_rounds", stat_json(e.busy)),
+                                    ("cpu_per_bound_rounds", stat_json(e.cpu_per_bound)),
                                 ])
                             }),
                         ),
@@ -1528,9 +1581,9 @@ mod tests {
                 ..Bound::default()
             });
         }
-        let sample = |wall: f64| Sample {
+        let sample = |wall: f64, user: f64| Sample {
             wall,
-            user: 0.0,
+            user,
             sys: 0.0,
             rss_kib: 0,
             size: 0,
@@ -1541,7 +1594,7 @@ mod tests {
             name: "mkportable".into(),
             command: String::new(),
             row: None,
-            samples: vec![sample(30.0), sample(33.0), sample(35.0)],
+            samples: vec![sample(30.0, 60.0), sample(33.0, 64.0), sample(35.0, 66.0)],
             cache: Vec::new(),
             error: None,
         };
@@ -1565,8 +1618,40 @@ mod tests {
         assert!((e.rounds.max - 1.0).abs() < 1e-9);
         assert!((e.rounds.min - 31.5 / 35.0).abs() < 1e-9);
         assert_eq!(e.long(), "95.5 % (rounds 90.0–100.0 %)");
+        // A round's efficiency is cores busy × the bound ÷ the CPU time:
+        // 60 s of CPU in 30 s on 2 cores is 100 % busy, 1.0 × the bound of
+        // 60 s; 64 s in 33 s, 97.0 % and 64/66; 66 s in 35 s, 94.3 % and
+        // 66/63, and 94.3 % × 63/66 = 90.0 %, that round's efficiency.
+        assert!((e.busy.max - 1.0).abs() < 1e-9);
+        assert!((e.busy.min - 66.0 / 70.0).abs() < 1e-9);
+        assert!((e.cpu_per_bound.min - 64.0 / 66.0).abs() < 1e-9);
+        assert!((e.cpu_per_bound.max - 66.0 / 63.0).abs() < 1e-9);
+        assert!((e.busy.min / e.cpu_per_bound.max - e.rounds.min).abs() < 1e-9);
+
+        // The table has the two factors' columns, on every row.
+        let failed = ToolResult {
+            name: "mksquashfs".into(),
+            command: String::new(),
+            row: None,
+            samples: Vec::new(),
+            cache: Vec::new(),
+            error: Some("exit status 1".into()),
+        };
+        cell.tools = vec![tool, failed];
+        let cells =
+            |table: &str| -> Vec<usize> { table.lines().map(|l| l.matches('|').count()).collect() };
+        let table = compare_table(&cell);
+        assert_eq!(cells(&table), [11; 4], "{table}");
+        let row = table.lines().nth(2).unwrap();
+        assert!(
+            row.ends_with("| 97.0 % (94.3–100.0 %) | 1.000 (0.970–1.048) |"),
+            "{row}"
+        );
+
         cell.bound = None;
-        assert!(Efficiency::of(&cell, &tool).is_none());
+        assert!(Efficiency::of(&cell, &cell.tools[0]).is_none());
+        let table = compare_table(&cell);
+        assert_eq!(cells(&table), [9; 4], "{table}");
     }
 
     #[test]
