@@ -381,12 +381,11 @@ fn ratios_to(tool: &ToolResult, reference: &ToolResult) -> Option<Ratios> {
 /// median of the rounds) ÷ the tool's median wall, and the range of the
 /// per-round figures (the bound of a round ÷ the tool's wall in that round).
 ///
-/// A round's efficiency is the product of two factors, kept apart so that a
-/// miss says where it came from: how busy the tool kept the cores (its CPU
-/// time ÷ threads × wall) and how its CPU time compares with the bound's
-/// one-core time of the same round (the bound ÷ its CPU). With one binary
-/// the second factor moves with the machine's speed between the two turns;
-/// the first is the tool's own.
+/// A round's efficiency is how busy the tool kept the cores (its CPU time ÷
+/// threads × wall) divided by its CPU time ÷ the bound's one-core time of
+/// the same round; the two are kept apart so that a miss says where it came
+/// from. With one binary the second moves with the machine's speed between
+/// the two turns; the first is the tool's own.
 #[derive(Debug, Clone, Copy)]
 struct Efficiency {
     median: f64,
