@@ -433,6 +433,23 @@ impl Efficiency {
     }
 }
 
+/// The columns of a tool's row that the console and markdown tables share:
+/// wall, CPU, peak RSS, image size, and the wall and image ratios to the
+/// cell's reference.
+fn shared_columns(cell: &CellResult, t: &ToolResult) -> [String; 6] {
+    let r = cell.ratios(t);
+    [
+        range(t.wall(), 2),
+        range(t.cpu(), 2),
+        range(t.rss_mib(), 1),
+        format!("{:.2}", t.size().median / 1048576.0),
+        r.map_or("-".into(), |r| {
+            format!("{:.3} ({:.3}–{:.3})", r.wall, r.rounds.min, r.rounds.max)
+        }),
+        r.map_or("-".into(), |r| format!("{:.4}", r.image)),
+    ]
+}
+
 /// The markdown table of a comparison cell: a row a tool, with the two
 /// factors of its efficiency when the cell has a bound.
 fn compare_table(cell: &CellResult) -> String {
@@ -468,7 +485,6 @@ fn compare_table(cell: &CellResult) -> String {
             );
             continue;
         }
-        let r = cell.ratios(t);
         let e = Efficiency::of(cell, t);
         let factors = match (&cell.bound, e) {
             (None, _) => String::new(),
@@ -485,17 +501,9 @@ fn compare_table(cell: &CellResult) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.2} | {} | {} | {} |{factors}",
+            "| {} | {} | {} |{factors}",
             t.name,
-            range(t.wall(), 2),
-            range(t.cpu(), 2),
-            range(t.rss_mib(), 1),
-            t.size().median / 1048576.0,
-            r.map_or("-".into(), |r| format!(
-                "{:.3} ({:.3}–{:.3})",
-                r.wall, r.rounds.min, r.rounds.max
-            )),
-            r.map_or("-".into(), |r| format!("{:.4}", r.image)),
+            shared_columns(cell, t).join(" | "),
             e.map_or("-".into(), |e| format!(
                 "{:.1} % ({:.1}–{:.1} %)",
                 e.median * 100.0,
@@ -608,21 +616,12 @@ pub fn text_table(cell: &CellResult) -> String {
             );
             continue;
         }
-        let r = cell.ratios(t);
         let e = Efficiency::of(cell, t);
+        let [wall, cpu, rss, image, wall_ratio, image_ratio] = shared_columns(cell, t);
         let _ = writeln!(
             s,
-            "   {:<17} {:>22} {:>20} {:>22} {:>12.2} {:>24} {:>9} {:>7} {:>7} {:>7}",
+            "   {:<17} {wall:>22} {cpu:>20} {rss:>22} {image:>12} {wall_ratio:>24} {image_ratio:>9} {:>7} {:>7} {:>7}",
             t.name,
-            range(t.wall(), 2),
-            range(t.cpu(), 2),
-            range(t.rss_mib(), 1),
-            t.size().median / 1048576.0,
-            r.map_or("-".into(), |r| format!(
-                "{:.3} ({:.3}–{:.3})",
-                r.wall, r.rounds.min, r.rounds.max
-            )),
-            r.map_or("-".into(), |r| format!("{:.4}", r.image)),
             e.map_or("-".into(), Efficiency::short),
             e.map_or("-".into(), |e| format!("{:.1} %", e.busy.median * 100.0)),
             e.map_or("-".into(), |e| format!("{:.3}", e.cpu_per_bound.median)),
