@@ -335,6 +335,7 @@ mod tests {
                 bytes_written: 1 << 20,
                 dedup_saved: 1536,
                 cache: None,
+                cpu: Default::default(),
             },
             elapsed: Duration::from_millis(412),
         };

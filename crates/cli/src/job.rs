@@ -169,7 +169,17 @@ pub fn write(
     // so Ctrl-C may stop the process at once.
     options.cancel = Some(cancel_on_signal()?);
     match write_image(tree, options, output) {
-        Ok(report) => Ok(report),
+        Ok(report) => {
+            if let Some(path) = std::env::var_os(CPU_REPORT_ENV) {
+                std::fs::write(&path, cpu_json(&report.cpu) + "\n").with_context(|| {
+                    format!(
+                        "writing the CPU report to `{}` ({CPU_REPORT_ENV})",
+                        Path::new(&path).display()
+                    )
+                })?;
+            }
+            Ok(report)
+        }
         Err(squash::Error::Interrupted) => Err(Interrupted {
             output: output.to_path_buf(),
         }
@@ -181,6 +191,28 @@ pub fn write(
         .into()),
         Err(e) => Err(syntax.respell(e).into()),
     }
+}
+
+/// Names a file to which a successful build writes its threads' on-CPU
+/// time ([`cpu_json`]), for `cargo xtask bench`: set by the bench, read by
+/// no one else.
+pub const CPU_REPORT_ENV: &str = "MKPORTABLE_CPU_REPORT";
+
+/// The CPU report: one JSON object, seconds, `null` where the kernel did
+/// not say.
+///
+/// ```json
+/// {"compress_s":61.234567,"read_s":0.812345}
+/// ```
+fn cpu_json(cpu: &squash::ThreadCpu) -> String {
+    let secs = |d: Option<std::time::Duration>| {
+        d.map_or("null".to_string(), |d| format!("{:.6}", d.as_secs_f64()))
+    };
+    format!(
+        r#"{{"compress_s":{},"read_s":{}}}"#,
+        secs(cpu.compress),
+        secs(cpu.read)
+    )
 }
 
 impl Syntax {
@@ -411,6 +443,7 @@ mod tests {
             bytes_written: 1 << 20,
             dedup_saved: 1536,
             cache: None,
+            cpu: squash::ThreadCpu::default(),
         };
         assert_eq!(
             json_report("dir/o\"ut\n.raw".as_ref(), &r),
@@ -419,6 +452,15 @@ mod tests {
         assert_eq!(
             summary("o.raw".as_ref(), &r),
             "wrote `o.raw`: 9 files, 12 inodes, 3.0 MiB in, image 1.0 MiB, duplicates saved 1.5 KiB"
+        );
+        assert_eq!(cpu_json(&r.cpu), r#"{"compress_s":null,"read_s":null}"#);
+        let timed = squash::ThreadCpu {
+            compress: Some(std::time::Duration::from_micros(61_234_567)),
+            read: Some(std::time::Duration::from_nanos(812_345_678)),
+        };
+        assert_eq!(
+            cpu_json(&timed),
+            r#"{"compress_s":61.234567,"read_s":0.812346}"#
         );
         let empty = Report {
             inodes: 1,

@@ -74,6 +74,8 @@ pub(crate) struct DataArea {
     pub(crate) bytes_in: u64,
     /// Bytes of file contents stored once for several files.
     pub(crate) dedup_saved: u64,
+    /// On-CPU time of the reading pool.
+    pub(crate) read_cpu: Option<std::time::Duration>,
 }
 
 /// A fragment-table entry.
@@ -244,6 +246,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
         // nothing to read.
         let readers = rayon::ThreadPoolBuilder::new()
             .num_threads(pool.current_num_threads())
+            .thread_name(|i| format!("mkp-read-{i}"))
             .build()
             .map_err(|e| Error::Write {
                 path: out_path.to_path_buf(),
@@ -888,6 +891,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
             fragments: self.fragments,
             bytes_in: self.bytes_in,
             dedup_saved: self.dedup_saved,
+            read_cpu: crate::cpu::pool_time(&self.readers),
         })
     }
 }

@@ -19,6 +19,7 @@
 
 mod cache;
 mod compress;
+mod cpu;
 mod data;
 mod error;
 mod fragments;
@@ -34,6 +35,7 @@ mod writer;
 
 pub use cache::{Cache, CacheConfig, CacheReport, CacheStats, DEFAULT_MAX_BYTES};
 pub use compress::{BcjFilter, BlockCompressor, Compression, DictSize};
+pub use cpu::ThreadCpu;
 pub use error::Error;
 pub use options::{parse_block_size, Options};
 pub use tree::{FileSource, Fingerprint, HostPath, InodeId, Kind, Metadata, Tree, Xattrs};

@@ -42,6 +42,8 @@ pub struct Report {
     pub dedup_saved: u64,
     /// What the cache did, when [`Options::cache`] was set.
     pub cache: Option<crate::CacheReport>,
+    /// On-CPU time of the compressing and reading threads.
+    pub cpu: crate::ThreadCpu,
 }
 
 /// Writes `tree` to the image file `out`.
@@ -296,6 +298,7 @@ fn write_inner<W: Write + Seek>(
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
+        .thread_name(|i| format!("mkp-compress-{i}"))
         .build()
         .map_err(|e| write_err(io::Error::other(e)))?;
     let mut prepared = prepare(tree, options)?;
@@ -376,6 +379,7 @@ fn write_inner<W: Write + Seek>(
         fragments,
         bytes_in,
         dedup_saved,
+        read_cpu,
     } = data.finish()?;
     if let Some(flag) = options.cancel.as_deref() {
         if flag.load(std::sync::atomic::Ordering::Relaxed) {
@@ -541,6 +545,10 @@ fn write_inner<W: Write + Seek>(
         bytes_written: padded,
         dedup_saved,
         cache: options.cache.as_deref().map(crate::Cache::finish),
+        cpu: crate::ThreadCpu {
+            compress: crate::cpu::pool_time(&pool),
+            read: read_cpu,
+        },
     })
 }
 

@@ -115,6 +115,36 @@ pub struct Sample {
     /// Bytes the process read from storage rather than the page cache
     /// (GNU time's `%I`, file system inputs of 512 bytes): the cache gauge.
     pub disk_read: u64,
+    /// On-CPU seconds of mkportable's compressing and reading threads, from
+    /// the report it writes where `MKPORTABLE_CPU_REPORT` says (other tools
+    /// write none).
+    pub threads: Option<ThreadCpu>,
+}
+
+/// mkportable's own account of where its CPU went (`MKPORTABLE_CPU_REPORT`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThreadCpu {
+    /// Seconds on a CPU of the compressing pool's threads.
+    pub compress: f64,
+    /// Seconds on a CPU of the reading pool's threads.
+    pub read: f64,
+}
+
+impl ThreadCpu {
+    /// Parses `{"compress_s":61.2,"read_s":0.8}`; `None` if a figure is
+    /// `null` (the kernel did not say) or the text is not that object.
+    pub fn parse(text: &str) -> Option<ThreadCpu> {
+        let field = |name: &str| -> Option<f64> {
+            let key = format!("\"{name}\":");
+            let rest = &text[text.find(&key)? + key.len()..];
+            let end = rest.find([',', '}'])?;
+            rest[..end].trim().parse().ok()
+        };
+        Some(ThreadCpu {
+            compress: field("compress_s")?,
+            read: field("read_s")?,
+        })
+    }
 }
 
 impl Sample {
@@ -226,9 +256,12 @@ pub fn run_capturing(inv: &Invocation, scratch: &Path) -> Result<(Sample, String
     prepare(inv)?;
     let report = scratch.join("time.txt");
     let _ = fs::remove_file(&report);
+    let cpu_report = scratch.join("threads.json");
+    let _ = fs::remove_file(&cpu_report);
     let mut cmd = Command::new(GNU_TIME);
     cmd.arg("-o").arg(&report).args(["-f", "%U %S %M %I"]);
     cmd.arg(&inv.program).args(&inv.args).stdin(Stdio::null());
+    cmd.env("MKPORTABLE_CPU_REPORT", &cpu_report);
     let cpu0 = machine_cpu();
     let start = Instant::now();
     let out = cmd
@@ -266,6 +299,9 @@ pub fn run_capturing(inv: &Invocation, scratch: &Path) -> Result<(Sample, String
         size,
         others,
         disk_read: inputs * 512,
+        threads: fs::read_to_string(&cpu_report)
+            .ok()
+            .and_then(|text| ThreadCpu::parse(&text)),
     };
     Ok((sample, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
@@ -424,6 +460,22 @@ mod tests {
             "a missing root is an error"
         );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn thread_cpu_reports() {
+        assert_eq!(
+            ThreadCpu::parse("{\"compress_s\":61.234567,\"read_s\":0.812346}\n"),
+            Some(ThreadCpu {
+                compress: 61.234567,
+                read: 0.812346
+            })
+        );
+        assert_eq!(
+            ThreadCpu::parse(r#"{"compress_s":null,"read_s":0.5}"#),
+            None
+        );
+        assert_eq!(ThreadCpu::parse(""), None);
     }
 
     #[test]

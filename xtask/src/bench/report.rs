@@ -386,6 +386,13 @@ fn ratios_to(tool: &ToolResult, reference: &ToolResult) -> Option<Ratios> {
 /// the same round; the two are kept apart so that a miss says where it came
 /// from. With one binary the second moves with the machine's speed between
 /// the two turns; the first is the tool's own.
+///
+/// mkportable also says how much of its CPU time its compressing threads
+/// took ([`super::measure::ThreadCpu`]), which splits the second factor in two: CPU ÷ bound
+/// = (compressing ÷ bound) ÷ (compressing ÷ CPU). The share is the tool's
+/// own, measured within one process; compressing ÷ bound compares the same
+/// code on the same blocks at two moments, so it carries the machine's
+/// drift, and anything that slows the compressors beside the readers.
 #[derive(Debug, Clone, Copy)]
 struct Efficiency {
     median: f64,
@@ -394,6 +401,11 @@ struct Efficiency {
     busy: Stat,
     /// Per round: CPU time ÷ the bound's one-core time.
     cpu_per_bound: Stat,
+    /// Per round, when every run reported its threads: the compressing
+    /// threads' CPU time ÷ the whole CPU time…
+    compress_share: Option<Stat>,
+    /// …and their CPU time ÷ the bound's one-core time.
+    compress_per_bound: Option<Stat>,
 }
 
 impl Efficiency {
@@ -414,7 +426,35 @@ impl Efficiency {
             rounds: Stat::of(paired().map(|(bound, s)| bound / s.wall)),
             busy: Stat::of(tool.samples.iter().map(|s| s.cpu() / (threads * s.wall))),
             cpu_per_bound: Stat::of(paired().map(|(bound, s)| s.cpu() / (bound * threads))),
+            compress_share: tool
+                .samples
+                .iter()
+                .map(|s| Some(s.threads?.compress / s.cpu()))
+                .collect::<Option<Vec<f64>>>()
+                .map(Stat::of),
+            compress_per_bound: paired()
+                .map(|(bound, s)| Some(s.threads?.compress / (bound * threads)))
+                .collect::<Option<Vec<f64>>>()
+                .filter(|v| !v.is_empty())
+                .map(Stat::of),
         })
+    }
+
+    /// The two factors of CPU ÷ bound's, as markdown cells: `97.9 % (97.6–98.1 %) | 1.012 (0.990–1.040)`,
+    /// or dashes for a tool that does not report its threads.
+    fn compress_cells(self) -> String {
+        match (self.compress_share, self.compress_per_bound) {
+            (Some(share), Some(per_bound)) => format!(
+                "{:.1} % ({:.1}–{:.1} %) | {:.3} ({:.3}–{:.3})",
+                share.median * 100.0,
+                share.min * 100.0,
+                share.max * 100.0,
+                per_bound.median,
+                per_bound.min,
+                per_bound.max
+            ),
+            _ => "- | -".into(),
+        }
     }
 
     /// `96.6 %`, for the console table (one decimal: the target is 97 %).
@@ -459,7 +499,7 @@ fn compare_table(cell: &CellResult) -> String {
         "| tool | wall s, median (min–max) | CPU s (user+sys) | peak RSS MiB | image MiB | wall ÷ {r} (per round) | image ÷ {r} | efficiency{more} |",
         r = cell.reference_name(),
         more = if cell.bound.is_some() {
-            " | cores busy (per round) | CPU ÷ bound's (per round)"
+            " | cores busy (per round) | CPU ÷ bound's (per round) | compressing threads' share of CPU (per round) | their CPU ÷ bound's (per round)"
         } else {
             ""
         }
@@ -467,7 +507,11 @@ fn compare_table(cell: &CellResult) -> String {
     let _ = writeln!(
         s,
         "|---|---|---|---|---|---|---|---|{}",
-        if cell.bound.is_some() { "---|---|" } else { "" }
+        if cell.bound.is_some() {
+            "---|---|---|---|"
+        } else {
+            ""
+        }
     );
     for t in &cell.tools {
         if t.samples.is_empty() {
@@ -481,22 +525,23 @@ fn compare_table(cell: &CellResult) -> String {
                     .lines()
                     .next()
                     .unwrap_or(""),
-                if cell.bound.is_some() { " | |" } else { "" }
+                if cell.bound.is_some() { " | | | |" } else { "" }
             );
             continue;
         }
         let e = Efficiency::of(cell, t);
         let factors = match (&cell.bound, e) {
             (None, _) => String::new(),
-            (Some(_), None) => " - | - |".into(),
+            (Some(_), None) => " - | - | - | - |".into(),
             (Some(_), Some(e)) => format!(
-                " {:.1} % ({:.1}–{:.1} %) | {:.3} ({:.3}–{:.3}) |",
+                " {:.1} % ({:.1}–{:.1} %) | {:.3} ({:.3}–{:.3}) | {} |",
                 e.busy.median * 100.0,
                 e.busy.min * 100.0,
                 e.busy.max * 100.0,
                 e.cpu_per_bound.median,
                 e.cpu_per_bound.min,
-                e.cpu_per_bound.max
+                e.cpu_per_bound.max,
+                e.compress_cells()
             ),
         };
         let _ = writeln!(
@@ -594,7 +639,7 @@ pub fn text_table(cell: &CellResult) -> String {
     }
     let _ = writeln!(
         s,
-        "   {:<17} {:>22} {:>20} {:>22} {:>12} {:>24} {:>9} {:>7} {:>7} {:>7}",
+        "   {:<17} {:>22} {:>20} {:>22} {:>12} {:>24} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "tool",
         "wall s (min–max)",
         "CPU s (min–max)",
@@ -604,7 +649,9 @@ pub fn text_table(cell: &CellResult) -> String {
         "image ÷",
         "eff.",
         "busy",
-        "CPU÷b."
+        "CPU÷b.",
+        "comp.",
+        "comp÷b."
     );
     for t in &cell.tools {
         if t.samples.is_empty() {
@@ -620,11 +667,15 @@ pub fn text_table(cell: &CellResult) -> String {
         let [wall, cpu, rss, image, wall_ratio, image_ratio] = shared_columns(cell, t);
         let _ = writeln!(
             s,
-            "   {:<17} {wall:>22} {cpu:>20} {rss:>22} {image:>12} {wall_ratio:>24} {image_ratio:>9} {:>7} {:>7} {:>7}",
+            "   {:<17} {wall:>22} {cpu:>20} {rss:>22} {image:>12} {wall_ratio:>24} {image_ratio:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
             t.name,
             e.map_or("-".into(), Efficiency::short),
             e.map_or("-".into(), |e| format!("{:.1} %", e.busy.median * 100.0)),
             e.map_or("-".into(), |e| format!("{:.3}", e.cpu_per_bound.median)),
+            e.and_then(|e| e.compress_share)
+                .map_or("-".into(), |c| format!("{:.1} %", c.median * 100.0)),
+            e.and_then(|e| e.compress_per_bound)
+                .map_or("-".into(), |c| format!("{:.3}", c.median)),
         );
         if let Some(e) = &t.error {
             let _ = writeln!(
@@ -1421,6 +1472,15 @@ pub fn json(run: &Run) -> String {
                                             ("image_bytes", Json::Int(s.size)),
                                             ("others_cpu", Json::Num(s.others)),
                                             ("disk_read_bytes", Json::Int(s.disk_read)),
+                                            (
+                                                "compress_cpu_s",
+                                                s.threads
+                                                    .map_or(Json::Null, |t| Json::Num(t.compress)),
+                                            ),
+                                            (
+                                                "read_cpu_s",
+                                                s.threads.map_or(Json::Null, |t| Json::Num(t.read)),
+                                            ),
                                         ])
                                     })
                                     .collect(),
@@ -1444,6 +1504,14 @@ pub fn json(run: &Run) -> String {
                                     ("rounds", stat_json(e.rounds)),
                                     ("busy_rounds", stat_json(e.busy)),
                                     ("cpu_per_bound_rounds", stat_json(e.cpu_per_bound)),
+                                    (
+                                        "compress_share_rounds",
+                                        e.compress_share.map_or(Json::Null, stat_json),
+                                    ),
+                                    (
+                                        "compress_per_bound_rounds",
+                                        e.compress_per_bound.map_or(Json::Null, stat_json),
+                                    ),
                                 ])
                             }),
                         ),
@@ -1552,6 +1620,7 @@ pub fn json(run: &Run) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::measure::ThreadCpu;
 
     #[test]
     fn json_strings_are_escaped() {
@@ -1587,6 +1656,10 @@ mod tests {
             size: 0,
             others: 0.0,
             disk_read: 0,
+            threads: Some(ThreadCpu {
+                compress: 0.98 * user,
+                read: 0.5,
+            }),
         };
         let tool = ToolResult {
             name: "mkportable".into(),
@@ -1625,6 +1698,13 @@ mod tests {
         assert!((e.cpu_per_bound.min - 64.0 / 66.0).abs() < 1e-9);
         assert!((e.cpu_per_bound.max - 66.0 / 63.0).abs() < 1e-9);
         assert!((e.busy.min / e.cpu_per_bound.max - e.rounds.min).abs() < 1e-9);
+        // The compressing threads took 98 % of the CPU in every round, so
+        // their CPU ÷ the bound's is 0.98 × the whole CPU's.
+        let share = e.compress_share.unwrap();
+        assert!((share.min - 0.98).abs() < 1e-9 && (share.max - 0.98).abs() < 1e-9);
+        let per_bound = e.compress_per_bound.unwrap();
+        assert!((per_bound.max - 0.98 * 66.0 / 63.0).abs() < 1e-9);
+        assert!((per_bound.min / share.min - e.cpu_per_bound.min).abs() < 1e-9);
 
         // The table has the two factors' columns, on every row.
         let failed = ToolResult {
@@ -1639,12 +1719,33 @@ mod tests {
         let cells =
             |table: &str| -> Vec<usize> { table.lines().map(|l| l.matches('|').count()).collect() };
         let table = compare_table(&cell);
-        assert_eq!(cells(&table), [11; 4], "{table}");
+        assert_eq!(cells(&table), [13; 4], "{table}");
         let row = table.lines().nth(2).unwrap();
         assert!(
-            row.ends_with("| 97.0 % (94.3–100.0 %) | 1.000 (0.970–1.048) |"),
+            row.ends_with(
+                "| 97.0 % (94.3–100.0 %) | 1.000 (0.970–1.048) | 98.0 % (98.0–98.0 %) | 0.980 (0.950–1.027) |"
+            ),
             "{row}"
         );
+        // A tool that does not report its threads has dashes there.
+        let quiet = ToolResult {
+            name: "mksquashfs".into(),
+            command: String::new(),
+            row: None,
+            samples: cell.tools[0]
+                .samples
+                .iter()
+                .map(|s| Sample {
+                    threads: None,
+                    ..*s
+                })
+                .collect(),
+            cache: Vec::new(),
+            error: None,
+        };
+        let e = Efficiency::of(&cell, &quiet).unwrap();
+        assert!(e.compress_share.is_none() && e.compress_per_bound.is_none());
+        assert_eq!(e.compress_cells(), "- | -");
 
         cell.bound = None;
         assert!(Efficiency::of(&cell, &cell.tools[0]).is_none());
