@@ -228,6 +228,47 @@ fn squash_json_report() {
 }
 
 #[test]
+fn cpu_report_for_the_bench() {
+    let dir = Dir::new();
+    let report = dir.path("threads.json");
+    let run = finished(
+        dir.command(&dir.mksquashfs(), "src out.img -quiet -no-progress")
+            .env("MKPORTABLE_CPU_REPORT", &report)
+            .output()
+            .unwrap(),
+    );
+    run.succeeds();
+    let text = fs::read_to_string(&report).unwrap();
+    let seconds = |key: &str| -> f64 {
+        let rest = &text[text.find(key).unwrap_or_else(|| panic!("{key} in {text}")) + key.len()..];
+        rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
+    };
+    // Both pools ran: the compressing one for the fragment and the tables,
+    // the reading one for the three small files.
+    assert!(seconds(r#""compress_s":"#) > 0.0, "{text}");
+    assert!(seconds(r#""read_s":"#) > 0.0, "{text}");
+
+    // A report that cannot be written is a warning; the image stands.
+    let run = finished(
+        dir.command(&dir.mksquashfs(), "src out2.img -quiet -no-progress")
+            .env(
+                "MKPORTABLE_CPU_REPORT",
+                dir.path("no/such/folder/threads.json"),
+            )
+            .output()
+            .unwrap(),
+    );
+    run.succeeds();
+    assert!(
+        run.stderr
+            .starts_with("mkportable: warning: cannot write the CPU report to `")
+            && run.stderr.lines().count() == 1,
+        "{run:?}"
+    );
+    assert!(dir.path("out2.img").exists());
+}
+
+#[test]
 fn missing_source_names_it() {
     let dir = Dir::new();
     let msg = "error: cannot read `nope`: No such file or directory (os error 2)";
