@@ -388,11 +388,12 @@ fn ratios_to(tool: &ToolResult, reference: &ToolResult) -> Option<Ratios> {
 /// the two turns; the first is the tool's own.
 ///
 /// mkportable also says how much of its CPU time its compressing threads
-/// took ([`super::measure::ThreadCpu`]), which splits the second factor in two: CPU ÷ bound
-/// = (compressing ÷ bound) ÷ (compressing ÷ CPU). The share is the tool's
-/// own, measured within one process; compressing ÷ bound compares the same
-/// code on the same blocks at two moments, so it carries the machine's
-/// drift, and anything that slows the compressors beside the readers.
+/// took ([`super::measure::ThreadCpu`]), which splits the second factor in
+/// two: CPU ÷ bound = (compressing ÷ bound) ÷ (compressing ÷ CPU). The share
+/// is the tool's own, measured within one process; compressing ÷ bound
+/// compares the same code on the same blocks at two moments, so it carries
+/// the machine's drift, and anything that slows the compressors beside the
+/// readers.
 #[derive(Debug, Clone, Copy)]
 struct Efficiency {
     median: f64,
@@ -440,8 +441,9 @@ impl Efficiency {
         })
     }
 
-    /// The two factors of CPU ÷ bound's, as markdown cells: `97.9 % (97.6–98.1 %) | 1.012 (0.990–1.040)`,
-    /// or dashes for a tool that does not report its threads.
+    /// The two factors of CPU ÷ bound's, as markdown cells (`97.9 % (97.6–98.1 %)
+    /// | 1.012 (0.990–1.040)`), or dashes for a tool that does not report its
+    /// threads.
     fn compress_cells(self) -> String {
         match (self.compress_share, self.compress_per_bound) {
             (Some(share), Some(per_bound)) => format!(
