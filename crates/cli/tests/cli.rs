@@ -239,14 +239,10 @@ fn cpu_report_for_the_bench() {
     );
     run.succeeds();
     let text = fs::read_to_string(&report).unwrap();
-    let seconds = |key: &str| -> f64 {
-        let rest = &text[text.find(key).unwrap_or_else(|| panic!("{key} in {text}")) + key.len()..];
-        rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
-    };
     // Both pools ran: the compressing one for the fragment and the tables,
     // the reading one for the three small files.
-    assert!(seconds(r#""compress_s":"#) > 0.0, "{text}");
-    assert!(seconds(r#""read_s":"#) > 0.0, "{text}");
+    assert!(json_number::<f64>(&text, "compress_s") > 0.0, "{text}");
+    assert!(json_number::<f64>(&text, "read_s") > 0.0, "{text}");
 
     // A report that cannot be written is a warning; the image stands.
     let run = finished(
@@ -685,8 +681,13 @@ fn closure_prints_sorted_store_paths() {
     assert_eq!(dir.mkportable("closure").code, Some(2));
 }
 
-/// The number after `"key":` in a one-line JSON report.
+/// The integer after `"key":` in a one-line JSON report.
 fn json_u64(line: &str, key: &str) -> u64 {
+    json_number(line, key)
+}
+
+/// The number after `"key":` in a one-line JSON report.
+fn json_number<T: std::str::FromStr>(line: &str, key: &str) -> T {
     let pat = format!("\"{key}\":");
     let at = line
         .find(&pat)
@@ -694,7 +695,7 @@ fn json_u64(line: &str, key: &str) -> u64 {
         + pat.len();
     let digits: String = line[at..]
         .chars()
-        .take_while(char::is_ascii_digit)
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
         .collect();
     digits
         .parse()
