@@ -335,6 +335,10 @@ fn write_inner<W: Write + Seek>(
     // Files in pre-order, in batches whose small files are read and hashed
     // ahead in parallel (at most READ_AHEAD_BYTES of them held at once). The
     // list of files is never built whole: it would grow with the tree.
+    // Reading the next batch while this thread adds the one before was
+    // tried: on the doubled share/doc it idled the cores no less (the
+    // readers then wait on storage, not on this thread) and raised the peak
+    // by 8 MB (BENCHMARKS.md, session 27).
     let mut files = prepared
         .preorder
         .iter()
