@@ -262,7 +262,7 @@ pub fn print_warning(r: Option<&CacheReport>) {
 }
 
 /// `mkportable: warning: …`, on one line whatever the warning holds.
-fn warning_line(warning: &str) -> String {
+pub(crate) fn warning_line(warning: &str) -> String {
     let one_line: Vec<&str> = warning.lines().map(str::trim).collect();
     format!("mkportable: warning: {}", one_line.join(" "))
 }

@@ -175,8 +175,11 @@ pub fn write(
             if let Some(path) = std::env::var_os(CPU_REPORT_ENV) {
                 if let Err(e) = std::fs::write(&path, cpu_json(&report.cpu) + "\n") {
                     eprintln!(
-                        "mkportable: warning: cannot write the CPU report to `{}` ({CPU_REPORT_ENV}): {e}",
-                        Path::new(&path).display()
+                        "{}",
+                        crate::cache::warning_line(&format!(
+                            "cannot write the CPU report to `{}` ({CPU_REPORT_ENV}): {e}",
+                            Path::new(&path).display()
+                        ))
                     );
                 }
             }
