@@ -8,7 +8,7 @@
 //! superblock. The metadata blocks of every table are compressed on the pool too
 //! (see `meta`), and written in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -279,6 +279,24 @@ fn prepare(tree: &Tree, options: &Options) -> Result<Prepared, Error> {
     })
 }
 
+/// The sizes that more than one regular file of `tree` has (a file with
+/// several links counted once): only files of these sizes can be duplicates.
+fn shared_sizes(tree: &Tree, preorder: &[InodeId]) -> HashSet<u64> {
+    let mut sizes: Vec<u64> = preorder
+        .iter()
+        .filter_map(|&id| match tree.kind(id) {
+            Kind::File { size, .. } if *size > 0 => Some(*size),
+            _ => None,
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+        .collect()
+}
+
 fn write_inner<W: Write + Seek>(
     tree: &Tree,
     options: &Options,
@@ -332,6 +350,9 @@ fn write_inner<W: Write + Seek>(
         options.cache.clone(),
         out,
     )?;
+    if options.cache.is_none() {
+        data.hash_only_shared_sizes(shared_sizes(tree, &prepared.preorder));
+    }
     // Files in pre-order, in batches whose small files are read and hashed
     // ahead in parallel (at most READ_AHEAD_BYTES of them held at once). The
     // list of files is never built whole: it would grow with the tree.
@@ -967,6 +988,10 @@ mod tests {
         let mut last = a.clone();
         *last.last_mut().unwrap() ^= 1;
         let small = noise(300, 11);
+        // Files of sizes no other file has, which go unhashed with plain
+        // tail packing: one of blocks and a tail, one small.
+        let odd_large = noise(2 * 4096 + 5, 12);
+        let odd_small = noise(301, 13);
         let mut tree = Tree::default();
         for (name, bytes) in [
             ("a", &a),
@@ -975,6 +1000,8 @@ mod tests {
             ("d-last", &last),
             ("e", &small),
             ("f", &small),
+            ("g-odd", &odd_large),
+            ("h-odd", &odd_small),
         ] {
             let size = bytes.len() as u64;
             let kind = Kind::File {
@@ -989,11 +1016,14 @@ mod tests {
             )
             .unwrap();
         }
-        for dedup in [true, false] {
+        for (dedup, stable_fragments) in
+            [(true, true), (false, true), (true, false), (false, false)]
+        {
             let (_, inodes, _) = tables(
                 &tree,
                 Options {
                     dedup,
+                    stable_fragments,
                     ..Options::default()
                 },
             );
@@ -1010,5 +1040,52 @@ mod tests {
                 "identical small files share the fragment"
             );
         }
+    }
+
+    #[test]
+    fn shared_sizes_are_those_of_several_files() {
+        let mut tree = Tree::default();
+        let root = tree.root();
+        for (name, size) in [
+            ("a", 10),
+            ("b", 10),
+            ("c", 11),
+            ("d", 0),
+            ("e", 0),
+            ("f", 4096),
+        ] {
+            let bytes = vec![1u8; size];
+            let kind = Kind::File {
+                source: FileSource::Bytes(bytes.into()),
+                size: size as u64,
+            };
+            tree.insert(root, name.as_bytes(), kind, Metadata::with_mode(0o644))
+                .unwrap();
+        }
+        let sub = tree
+            .insert(
+                root,
+                b"sub",
+                Kind::Dir(Default::default()),
+                Metadata::with_mode(0o755),
+            )
+            .unwrap();
+        let kind = Kind::File {
+            source: FileSource::Bytes(vec![2u8; 4096].into()),
+            size: 4096,
+        };
+        tree.insert(sub, b"g", kind, Metadata::with_mode(0o644))
+            .unwrap();
+        // A second link to `c` is the same file, not a second one of 11 bytes.
+        let c = tree.lookup("c").unwrap();
+        tree.hard_link(sub, b"c-link", c).unwrap();
+        let prepared = prepare(&tree, &Options::default()).unwrap();
+        let mut shared: Vec<u64> = shared_sizes(&tree, &prepared.preorder)
+            .into_iter()
+            .collect();
+        shared.sort_unstable();
+        // Empty files are never hashed; 11 bytes is one file's size only,
+        // however many links it has.
+        assert_eq!(shared, [10, 4096]);
     }
 }
