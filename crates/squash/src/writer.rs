@@ -350,7 +350,10 @@ fn write_inner<W: Write + Seek>(
         options.cache.clone(),
         out,
     )?;
-    if options.cache.is_none() {
+    // With a cache every file is hashed for its keys, and without
+    // deduplication only the cache or the fragment cuts hash: the sizes
+    // matter to neither, so they are not gathered then.
+    if options.cache.is_none() && options.dedup {
         data.hash_only_shared_sizes(shared_sizes(tree, &prepared.preorder));
     }
     // Files in pre-order, in batches whose small files are read and hashed
