@@ -136,8 +136,14 @@ pub fn run(mut job: Job) -> anyhow::Result<()> {
     if !job.options.overwrite && job.output.symlink_metadata().is_ok() {
         return Err(exists(job.output).into());
     }
-    let tree = Tree::from_sources(&job.sources, job.keep_as_directory, job.options.mkfs_time)?;
     job.options.cache = cache::open(job.cache);
+    // Only a cache uses the files' stat fingerprints.
+    let tree = Tree::from_sources(
+        &job.sources,
+        job.keep_as_directory,
+        job.options.mkfs_time,
+        job.options.cache.is_some(),
+    )?;
     let report = write(&tree, &mut job.options, &job.output, syntax)?;
     cache::print_warning(report.cache.as_ref());
     match job.reporting {

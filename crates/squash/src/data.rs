@@ -378,7 +378,7 @@ impl<'a, W: Write> DataWriter<'a, W> {
         self.bytes_in += size;
         let bs = self.opts.block_size as u32;
         let fingerprint = match source {
-            FileSource::Host { stat: Some(fp), .. } if fp.size == size => Some(*fp),
+            FileSource::Host { stat: Some(fp), .. } if fp.size == size => Some(**fp),
             _ => None,
         };
         let (known, read) = match ahead {

@@ -29,6 +29,9 @@ impl Tree {
     /// `_2`, … as in mksquashfs); that root has mode 0777, owner 0:0 and mtime
     /// `root_time` (mksquashfs gives it the build time).
     ///
+    /// With `fingerprints`, every host file keeps its stat [`Fingerprint`],
+    /// which only a [`Cache`](crate::Cache) uses ([`Tree::keep_fingerprints`]).
+    ///
     /// # Errors
     ///
     /// [`Error::Read`] naming the first source or file that cannot be inspected.
@@ -36,6 +39,7 @@ impl Tree {
         sources: &[P],
         keep_as_directory: bool,
         root_time: u32,
+        fingerprints: bool,
     ) -> Result<Tree, Error> {
         let sources: Vec<&Path> = sources.iter().map(AsRef::as_ref).collect();
         if let [single] = sources[..] {
@@ -43,6 +47,7 @@ impl Tree {
             if meta.is_dir() && !keep_as_directory {
                 let Scanned { meta, what, .. } = scan(single, &meta);
                 let mut tree = Tree::new(meta?);
+                tree.keep_fingerprints(fingerprints);
                 if let What::Dir(children) = what {
                     let root = tree.root();
                     tree.graft_children(root, children?, Arc::from(single))?;
@@ -58,6 +63,7 @@ impl Tree {
             mtime: root_time,
             xattrs: Vec::new(),
         });
+        tree.keep_fingerprints(fingerprints);
         let root = tree.root();
         for source in sources {
             let base = source_name(source)?;
@@ -135,7 +141,7 @@ impl Tree {
                 source: FileSource::Host {
                     path: place.host_path(),
                     sparse,
-                    stat: Some(stat),
+                    stat: self.fingerprints.then(|| Box::new(stat)),
                 },
                 size: stat.size,
             },
@@ -348,7 +354,7 @@ mod tests {
         let b = dir.path().join("b/a");
         fs::create_dir_all(&b).unwrap();
 
-        let single = Tree::from_sources(&[&a], false, 7).unwrap();
+        let single = Tree::from_sources(&[&a], false, 7, true).unwrap();
         let f = single.lookup("f").unwrap();
         assert_eq!(single.lookup("sub/g"), Some(f), "hard link kept");
         assert_eq!(
@@ -357,7 +363,7 @@ mod tests {
         );
         assert_ne!(single.metadata(single.root()).mtime, 7);
 
-        let kept = Tree::from_sources(&[&a], true, 7).unwrap();
+        let kept = Tree::from_sources(&[&a], true, 7, true).unwrap();
         assert!(kept.lookup("a/sub/g").is_some());
         assert_eq!(
             kept.metadata(kept.root()),
@@ -370,12 +376,52 @@ mod tests {
             }
         );
 
-        let merged = Tree::from_sources(&[&a, &b], false, 0).unwrap();
+        let merged = Tree::from_sources(&[&a, &b], false, 0, true).unwrap();
         assert!(merged.lookup("a/f").is_some());
         assert!(merged.lookup("a_1").is_some());
 
-        let missing = Tree::from_sources(&[dir.path().join("nope")], false, 0).unwrap_err();
+        let missing = Tree::from_sources(&[dir.path().join("nope")], false, 0, true).unwrap_err();
         assert!(missing.to_string().contains("nope"), "{missing}");
+    }
+
+    #[test]
+    fn fingerprints_are_kept_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        fs::create_dir_all(a.join("sub")).unwrap();
+        fs::write(a.join("f"), b"hello").unwrap();
+        fs::write(a.join("sub/g"), b"world!").unwrap();
+        let fingerprint = |tree: &Tree, path: &str| match tree.kind(tree.lookup(path).unwrap()) {
+            Kind::File {
+                source: FileSource::Host { stat, .. },
+                size,
+            } => {
+                if let Some(fp) = stat {
+                    assert_eq!(fp.size, *size, "{path}");
+                }
+                stat.is_some()
+            }
+            other => panic!("{path}: {other:?}"),
+        };
+        for keep in [true, false] {
+            // One folder source, several sources, and a graft.
+            let single = Tree::from_sources(&[&a], false, 0, keep).unwrap();
+            assert_eq!(fingerprint(&single, "f"), keep);
+            assert_eq!(fingerprint(&single, "sub/g"), keep);
+            let several =
+                Tree::from_sources(&[a.join("f"), a.join("sub")], false, 0, keep).unwrap();
+            assert_eq!(fingerprint(&several, "f"), keep);
+            assert_eq!(fingerprint(&several, "sub/g"), keep);
+            let mut grafted = Tree::default();
+            grafted.keep_fingerprints(keep);
+            grafted
+                .graft("x/y", &a, &Metadata::with_mode(0o755))
+                .unwrap();
+            assert_eq!(fingerprint(&grafted, "x/y/sub/g"), keep);
+        }
+        let mut default = Tree::default();
+        default.graft("a", &a, &Metadata::with_mode(0o755)).unwrap();
+        assert!(fingerprint(&default, "a/f"), "kept by default");
     }
 
     #[test]
@@ -397,7 +443,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let tree = pool.install(|| Tree::from_sources(&[root], false, 0).unwrap());
+            let tree = pool.install(|| Tree::from_sources(&[root], false, 0, true).unwrap());
             (0..tree.len())
                 .map(|i| {
                     let id = InodeId(i as u32);
@@ -408,7 +454,7 @@ mod tests {
         let one = walk(1);
         assert_eq!(one.len(), 1 + 12 * (2 + 25 + 1), "links are one inode");
         assert_eq!(walk(8), one);
-        let tree = Tree::from_sources(&[root], false, 0).unwrap();
+        let tree = Tree::from_sources(&[root], false, 0, true).unwrap();
         let first = tree.lookup("d00/inner/f00").unwrap();
         assert_eq!(tree.lookup("d11/inner/link"), Some(first));
         assert_eq!(tree.lookup("d00/inner/link"), Some(first));

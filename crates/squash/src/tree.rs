@@ -66,8 +66,11 @@ pub enum FileSource {
         /// Whether the file occupies fewer blocks on disk than its size (it has holes).
         sparse: bool,
         /// The file's stat fingerprint when it was listed, which lets a
-        /// [`Cache`](crate::Cache) reuse its hashes without reading it.
-        stat: Option<Fingerprint>,
+        /// [`Cache`](crate::Cache) reuse its hashes without reading it;
+        /// `None` when no cache will use it ([`Tree::keep_fingerprints`]).
+        /// Boxed: a fingerprint is 48 bytes, and a tree of 100 k files
+        /// without a cache would hold 5 MB of `None`s inline.
+        stat: Option<Box<Fingerprint>>,
     },
     /// Bytes held in memory (generated files).
     Bytes(Arc<[u8]>),
@@ -203,6 +206,9 @@ pub struct Tree {
     inodes: Vec<Inode>,
     /// (st_dev, st_ino) of grafted host files, to keep hard links together.
     pub(crate) host_inodes: HashMap<(u64, u64), InodeId>,
+    /// Whether host files grafted from now on keep their stat
+    /// [`Fingerprint`] ([`Tree::keep_fingerprints`]).
+    pub(crate) fingerprints: bool,
 }
 
 impl Default for Tree {
@@ -220,6 +226,7 @@ impl Tree {
                 meta: root,
             }],
             host_inodes: HashMap::new(),
+            fingerprints: true,
         }
     }
 
@@ -290,6 +297,14 @@ impl Tree {
         self.add_entry(parent, name, id)?;
         self.inodes.push(Inode { kind, meta });
         Ok(id)
+    }
+
+    /// Whether host files grafted from now on keep their stat [`Fingerprint`]
+    /// (the default). Only a [`Cache`](crate::Cache) uses them, to trust an
+    /// unchanged file without reading it: a build without one can do
+    /// without, and each costs a 64-byte allocation per file.
+    pub fn keep_fingerprints(&mut self, keep: bool) {
+        self.fingerprints = keep;
     }
 
     /// Gives back the spare capacity of the inode list. Call it once the tree

@@ -58,7 +58,7 @@ fn options(block_size: u32, cache: Option<Arc<Cache>>, threads: usize) -> Option
 }
 
 fn build(src: &Path, options: &Options) -> (Vec<u8>, Option<CacheReport>) {
-    let tree = Tree::from_sources(&[src], false, 0).unwrap();
+    let tree = Tree::from_sources(&[src], false, 0, true).unwrap();
     let mut image = std::io::Cursor::new(Vec::new());
     let report = write_to(&tree, options, &mut image).unwrap();
     (image.into_inner(), report.cache)
