@@ -5,7 +5,8 @@
 //!
 //! ```no_run
 //! use mkportable_squash::{write_image, Options, Tree};
-//! let tree = Tree::from_sources(&["some/dir"], false, 0).unwrap();
+//! // No cache in these options, so no stat fingerprints are kept.
+//! let tree = Tree::from_sources(&["some/dir"], false, 0, false).unwrap();
 //! let report = write_image(&tree, &Options::default(), "out.sqfs".as_ref()).unwrap();
 //! println!("{} bytes", report.bytes_written);
 //! ```
