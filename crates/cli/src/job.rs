@@ -137,12 +137,13 @@ pub fn run(mut job: Job) -> anyhow::Result<()> {
         return Err(exists(job.output).into());
     }
     job.options.cache = cache::open(job.cache);
-    // Only a cache uses the files' stat fingerprints.
+    // Only a cache that trusts stat uses the files' stat fingerprints.
+    let fingerprints = (job.options.cache.as_ref()).is_some_and(|c| c.config().trust_stat);
     let tree = Tree::from_sources(
         &job.sources,
         job.keep_as_directory,
         job.options.mkfs_time,
-        job.options.cache.is_some(),
+        fingerprints,
     )?;
     let report = write(&tree, &mut job.options, &job.output, syntax)?;
     cache::print_warning(report.cache.as_ref());

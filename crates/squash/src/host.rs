@@ -30,7 +30,7 @@ impl Tree {
     /// `root_time` (mksquashfs gives it the build time).
     ///
     /// With `fingerprints`, every host file keeps its stat [`Fingerprint`],
-    /// which only a [`Cache`](crate::Cache) uses ([`Tree::keep_fingerprints`]).
+    /// which only a [`Cache`](crate::Cache) trusting stat uses ([`Tree::keep_fingerprints`]).
     ///
     /// # Errors
     ///

@@ -300,9 +300,10 @@ impl Tree {
     }
 
     /// Whether host files grafted from now on keep their stat [`Fingerprint`]
-    /// (the default). Only a [`Cache`](crate::Cache) uses them, to trust an
-    /// unchanged file without reading it: a build without one can do
-    /// without, and each costs a 64-byte allocation per file.
+    /// (the default). Only a [`Cache`](crate::Cache) with
+    /// [`trust_stat`](crate::CacheConfig::trust_stat) uses them, to trust an
+    /// unchanged file without reading it: any other build can do without,
+    /// and each costs a 64-byte allocation.
     pub fn keep_fingerprints(&mut self, keep: bool) {
         self.fingerprints = keep;
     }
